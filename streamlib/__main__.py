@@ -1,0 +1,3 @@
+from streamlib.cli import main
+
+raise SystemExit(main())

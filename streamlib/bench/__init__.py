@@ -1,0 +1,1 @@
+"""Benchmarks run by ``python -m streamlib bench WHAT``; results are recorded in ``benchmarks/``."""
