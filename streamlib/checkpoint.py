@@ -159,7 +159,7 @@ def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }

@@ -1,0 +1,100 @@
+"""Codec speed: encode/decode real-time factors, batch vs streaming (1- and 5-frame chunks), per preset.
+
+Real-time factor (RTF) = audio seconds / compute seconds (> 1 is faster than real time). Every row
+is measured in the same run on the same random clip, after one warm-up pass; weights are random
+for presets without a shipped checkpoint (speed does not depend on the values). Chapter 3 quotes
+the result; ``benchmarks/RESULTS.md`` keeps a copy with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--presets", nargs="+", default=["book", "paper"], help="codec presets to compare")
+    p.add_argument("--seconds", type=float, default=4.0, help="audio length per measurement (paper: a quarter)")
+    p.add_argument("--chunks", type=int, nargs="+", default=[1, 5], help="streaming chunk sizes in frames")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="median of this many timings")
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, oneDNN primitive caches)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def measure(codec, seconds: float, chunks: list[int], repeats: int) -> dict[str, float]:
+    """RTFs of one codec: batch encode/decode and streaming encode+decode per chunk size."""
+    torch.manual_seed(0)
+    n = int(seconds * codec.sample_rate) // codec.hop * codec.hop
+    audio = 0.1 * torch.randn(1, 1, n)
+    codes = codec.encode(audio)
+    out = {
+        "encode batch": seconds / _median_time(lambda: codec.encode(audio), repeats),
+        "decode batch": seconds / _median_time(lambda: codec.decode(codes), repeats),
+    }
+    for k in chunks:
+        step = k * codec.hop
+
+        def stream_encode() -> None:
+            enc = codec.stream_encoder()
+            for i in range(0, n, step):
+                enc.push(audio[..., i : i + step])
+
+        def stream_decode() -> None:
+            dec = codec.stream_decoder()
+            for i in range(0, codes.shape[-1], k):
+                dec.push(codes[..., i : i + k])
+
+        te, td = _median_time(stream_encode, repeats), _median_time(stream_decode, repeats)
+        out[f"encode stream {k}f"] = seconds / te
+        out[f"decode stream {k}f"] = seconds / td
+        out[f"enc+dec stream {k}f"] = seconds / (te + td)
+    return out
+
+
+def _codec_for(preset: str):
+    from streamlib.codec import CausalCodec, CausalDAC, default_checkpoint, load_codec
+    from streamlib.codec.codec import _strip_weight_norm
+    from streamlib.config import get_preset
+
+    if preset == "book" and default_checkpoint().exists():
+        return load_codec(), "shipped checkpoint"
+    cfg = get_preset(preset).codec
+    torch.manual_seed(0)
+    model = CausalDAC(cfg)
+    _strip_weight_norm(model)
+    return CausalCodec(cfg, model), "random weights"
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamlib.checkpoint import hardware
+
+    torch.set_num_threads(args.threads)
+    print(f"hardware: {hardware()}")
+    results = {}
+    for preset in args.presets:
+        codec, source = _codec_for(preset)
+        seconds = args.seconds if codec.sample_rate <= 16_000 else args.seconds / 4
+        params = sum(p.numel() for p in codec.parameters()) / 1e6
+        print(f"\n[{preset}] {codec.sample_rate} Hz, {codec.n_codebooks} levels, {params:.2f} M parameters "
+              f"({source}), {seconds:g} s of audio, {args.threads} thread(s)")
+        results[preset] = measure(codec, seconds, args.chunks, args.repeats)
+        for name, rtf in results[preset].items():
+            print(f"  {name:22s} RTF {rtf:8.2f}")
+    if len(results) > 1:
+        names = list(results)
+        a, b = names[0], names[1]
+        print(f"\nratio {a} / {b} (how many times faster):")
+        for row in results[a]:
+            print(f"  {row:22s} {results[a][row] / results[b][row]:8.1f}x")
+    return 0

@@ -1,0 +1,175 @@
+"""Ship a trained codec: weights (fp16 when it loses nothing measurable) + a card with its quality.
+
+Chapter 3 reads the card. The held-out evaluation uses the ``test`` split's **mixes**: one excerpt
+of ``EVAL_SECONDS`` per track starting at ``EVAL_START`` seconds (deterministic), reconstructed with
+1, 2, 4 and all levels, next to an untrained codec (same config, seed 0) and the same audio
+low-passed at 4 kHz. A tiny fixture clip and its numbers go into the card so a test can check
+that the shipped file still reproduces them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from streamlib.checkpoint import file_sha256, hardware, save_weights
+from streamlib.codec.codec import CausalCodec, _strip_weight_norm, load_codec
+from streamlib.codec.model import CausalDAC
+from streamlib.codec.quality import distances, evaluate_codec, lowpass
+from streamlib.codec.train import model_from_state
+
+EVAL_START = 10.0
+EVAL_SECONDS = 5.0
+FIXTURE_SECONDS = 2.0
+
+
+def _excerpt(path: Path, sample_rate: int) -> np.ndarray:
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    if sr != sample_rate:
+        raise ValueError(f"{path}: {sr} Hz, codec runs at {sample_rate} Hz")
+    x = x.mean(axis=1)
+    n = int(EVAL_SECONDS * sample_rate)
+    start = min(int(EVAL_START * sr), max(0, len(x) - n))
+    seg = np.zeros(n, dtype=np.float32)
+    seg[: len(x[start : start + n])] = x[start : start + n]
+    return seg
+
+
+def heldout_mixes(root: str | Path, sample_rate: int, split: str = "test", max_tracks: int = 24) -> torch.Tensor:
+    """``[B, 1, N]``: one excerpt per track mix of ``split`` (``EVAL_SECONDS`` from ``EVAL_START``)."""
+    tracks = sorted(p for p in (Path(root) / split).glob("Track*") if (p / "mix.flac").exists())[:max_tracks]
+    if not tracks:
+        raise FileNotFoundError(f"no mixes under {Path(root) / split}")
+    return torch.from_numpy(np.stack([_excerpt(t / "mix.flac", sample_rate) for t in tracks]))[:, None]
+
+
+def heldout_stems(root: str | Path, sample_rate: int, split: str = "test", max_stems: int = 24) -> torch.Tensor:
+    """``[B, 1, N]``: the same excerpt of single stems (the first ``max_stems`` that are not near-silent)."""
+    clips = []
+    for path in sorted((Path(root) / split).glob("Track*/stems/*.flac")):
+        seg = _excerpt(path, sample_rate)
+        if np.sqrt(np.mean(seg**2)) > 1e-3:
+            clips.append(seg)
+        if len(clips) == max_stems:
+            break
+    if not clips:
+        raise FileNotFoundError(f"no audible stems under {Path(root) / split}")
+    return torch.from_numpy(np.stack(clips))[:, None]
+
+
+def quality_report(codec: CausalCodec, clips: torch.Tensor) -> dict:
+    """Reconstruction numbers of ``codec`` plus the untrained-codec and 4 kHz low-pass bars."""
+    torch.manual_seed(0)
+    fresh = CausalDAC(codec.cfg)
+    _strip_weight_norm(fresh)
+    untrained = CausalCodec(codec.cfg, fresh)
+    return {
+        "clips": int(clips.shape[0]),
+        "seconds_each": clips.shape[-1] / codec.sample_rate,
+        "levels": evaluate_codec(codec, clips),
+        "untrained_codec": evaluate_codec(untrained, clips, levels=[4 if codec.n_codebooks >= 4 else codec.n_codebooks]),
+        "lowpass_4khz": distances(lowpass(clips, codec.sample_rate, 4000.0), clips, codec.sample_rate),
+    }
+
+
+def write_fixture(clips: torch.Tensor, sample_rate: int, path: Path) -> torch.Tensor:
+    """Save the first ``FIXTURE_SECONDS`` of the first held-out clip as 16-bit FLAC; return it as read back."""
+    x = clips[0, 0, : int(FIXTURE_SECONDS * sample_rate)].numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), x, sample_rate, subtype="PCM_16")
+    y, _ = sf.read(str(path), dtype="float32")
+    return torch.from_numpy(y)[None, None]
+
+
+def fixture_numbers(codec: CausalCodec, clip: torch.Tensor) -> dict:
+    codes = codec.encode(clip)
+    q = min(4, codec.n_codebooks)
+    return {"levels": q, **distances(codec.decode(codes[:, :q]), clip, codec.sample_rate)}
+
+
+def loss_curve(log_csv: Path, points: int = 60) -> dict[str, list[float]] | None:
+    """About ``points`` rows of a run's loss log (step, mel, commitment), each averaging its stretch."""
+    if not log_csv.exists():
+        return None
+    rows = np.genfromtxt(log_csv, delimiter=",", names=True)
+    if rows.size < 2:
+        return None
+    groups = np.array_split(np.arange(rows.size), min(points, rows.size))
+    return {"step": [int(rows["step"][g[-1]]) for g in groups],
+            "mel": [round(float(np.mean(rows["mel"][g])), 4) for g in groups],
+            "commitment": [round(float(np.mean(rows["commitment"][g])), 4) for g in groups]}
+
+
+def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path, *, half: str = "auto",
+                 fixture: str | Path | None = None, max_tracks: int = 24) -> dict:
+    """Write ``out`` (.safetensors) + card from a training state; returns the card.
+
+    ``half``: "yes", "no" or "auto" (fp16 if the held-out mel distance at 4 levels moves by < 0.5 %).
+    """
+    model, meta = model_from_state(state_path)
+    out = Path(out)
+    cfg = model.cfg
+    clips = heldout_mixes(data_root, cfg.sample_rate, max_tracks=max_tracks)
+
+    state = model.state_dict()
+    card = {
+        "kind": "codec",
+        "config": dataclasses.asdict(cfg),
+        "train_config": meta["train_config"],
+        "steps": meta["step"],
+        "wall_seconds": round(meta["wall_seconds"], 1),
+        "wall_hours": round(meta["wall_seconds"] / 3600, 3),
+        "train_hardware": meta["hardware"],
+        "export_hardware": hardware(),
+        "data": {"root": str(data_root), **meta["extra"].get("data", {})},
+        "preset": meta["extra"].get("preset"),
+        "train_command": meta["extra"].get("command"),
+        "export_command": " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "eval": {"split": "test", "what": "mixes", "start_seconds": EVAL_START, "seconds": EVAL_SECONDS,
+                 "metrics": "mel = dac MelSpectrogramLoss (7 scales); si_sdr dB; mrstft = dac MultiScaleSTFTLoss"},
+    }
+    recipe = card["data"].get("recipe")
+    if recipe:
+        card["data_command"] = (f"python -m streamlib data synth --tracks {recipe['tracks']} --seed {recipe['seed']} "
+                                f"--sample-rate {recipe['sample_rate']} --out {data_root}")
+    card["reproduce"] = [c for c in (card.get("data_command"), card["train_command"], card["export_command"]) if c]
+    resumable = out.with_suffix(".train_state.pt")
+    if resumable.exists():
+        card["train_state"] = {"path": resumable.name, "sha256": file_sha256(resumable),
+                               "resume": f"python -m streamlib codec train --preset {card['preset']} --out runs/more "
+                                         f"--resume-from {resumable} --steps N"}
+    curve = loss_curve(Path(state_path).parent / "log.csv")
+    if curve:
+        card["loss_curve"] = curve
+    save_weights(out, state, card, half=False)
+    full = load_codec(out)
+    report32 = quality_report(full, clips)
+    use_half = half == "yes"
+    if half == "auto":
+        save_weights(out, state, card, half=True)
+        report16 = quality_report(load_codec(out), clips)
+        q = str(min(4, cfg.n_codebooks))
+        m32, m16 = report32["levels"][q]["mel"], report16["levels"][q]["mel"]
+        use_half = abs(m16 - m32) <= 0.005 * m32
+        card["fp16_check"] = {"mel_fp32": m32, "mel_fp16": m16, "chosen": "float16" if use_half else "float32"}
+    card["quality"] = report16 if use_half and half == "auto" else report32
+    stems = heldout_stems(data_root, cfg.sample_rate, max_stems=max_tracks)
+    card["quality_stems"] = quality_report(full, stems)  # single instruments: easier than mixes
+    if use_half and half == "yes":
+        save_weights(out, state, card, half=True)
+        card["quality"] = quality_report(load_codec(out), clips)
+    if fixture is not None:
+        fixture = Path(fixture)
+        save_weights(out, state, card, half=use_half)
+        clip = write_fixture(clips, cfg.sample_rate, fixture)
+        card["fixture"] = {"path": str(fixture.name), "sha256": file_sha256(fixture),
+                           **fixture_numbers(load_codec(out), clip)}
+    save_weights(out, state, card, half=use_half)
+    return card

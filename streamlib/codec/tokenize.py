@@ -1,0 +1,288 @@
+"""The token cache: every stem and a few sampled mixtures per target stem, encoded once.
+
+Chapter 3 ("Causal codec tokenisation") builds it; chapter 7 (training) reads it with
+``TokenWindows``. ``python -m streamlib tokenize --dataset DIR --out DIR`` writes::
+
+    OUT/meta.json                   codec sha256, sample rate, hop, levels, seed, mixes policy
+    OUT/<split>/TrackNNNNN.npz      one file per track:
+        stems        int16 [S, Q, T]   codes of each stem
+        categories   int8  [S]         instrument category (streamlib.tokens.categories)
+        active       bool  [S, T]      non-silent frames (streamlib.data.sampling.active_frames)
+        mix_codes    int16 [M, Q, T]   codes of sampled mixtures (sums of stems)
+        mix_members  bool  [M, S]      which stems each mixture contains
+        mix_target   int16 [M]         the stem each mixture accompanies (never a member)
+        mix_active   bool  [M, T]
+        mix_policy   int8  [M]         0 = paper (N_in ~ U{1..N-1} other stems, summed),
+                                       1 = public code (all other stems, mean-mixed)
+
+Mixtures are drawn per target stem (a stem of a target category, in a track with at least two
+stems): ``paper_mixes`` with the paper's policy and one with every other stem; the draw for a track
+uses ``numpy.random.default_rng([seed, track_number])`` so the cache is reproducible and a resumed
+run equals an uninterrupted one (finished tracks are skipped; each file is written atomically).
+``CausalCodec.encode`` streams long signals in one-second chunks (codes identical to one pass).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from streamlib.checkpoint import file_sha256, write_json
+from streamlib.tokens.categories import is_target_category
+
+SPLITS = ("train", "validation", "test")
+POLICIES = {"paper": 0, "public": 1}  # as streamlib.data.sampling.POLICIES
+
+
+# ----------------------------------------------------------------------------- reading a track
+
+
+def read_stems(track_dir: Path, sample_rate: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Usable stems of a Slakh-layout track (``streamlib.data.slakh``): names, audio ``[S, N]``, categories."""
+    from streamlib.data.slakh import read_track
+
+    track = read_track(Path(track_dir), Path(track_dir).parent.name)
+    track.sample_rate = sample_rate
+    audio = np.stack([track.load_stem(s.name) for s in track.stems]).astype(np.float32)
+    return [s.name for s in track.stems], audio, np.asarray([s.category for s in track.stems], dtype=np.int8)
+
+
+def sample_mixes(n_stems: int, categories: np.ndarray, rng: np.random.Generator,
+                 paper_mixes: int = 2) -> list[tuple[np.ndarray, int, int]]:
+    """``(members bool[S], target, policy)`` rows: per target stem, ``paper_mixes`` paper draws + all others.
+
+    The draws are ``streamlib.data.sampling.choose_inputs`` (the data pipeline's own rule).
+    """
+    from streamlib.data.sampling import choose_inputs
+
+    rows = []
+    if n_stems < 2:
+        return rows
+    for t in range(n_stems):
+        if not is_target_category(int(categories[t])):
+            continue
+        for policy, count in (("paper", paper_mixes), ("public", 1)):
+            for _ in range(count):
+                members = np.zeros(n_stems, dtype=bool)
+                members[list(choose_inputs(rng, n_stems, t, policy))] = True
+                rows.append((members, t, POLICIES[policy]))
+    return rows
+
+
+def _frames_mask(active: np.ndarray, frames: int) -> np.ndarray:
+    out = np.zeros(frames, dtype=bool)
+    n = min(frames, len(active))
+    out[:n] = active[:n]
+    return out
+
+
+def encode_signals(codec, audio: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Codes ``int16 [M, Q, T]`` of signals ``[M, N]``, ``batch`` signals at a time."""
+    out = [codec.encode(torch.from_numpy(audio[i : i + batch])[:, None]).cpu().numpy().astype(np.int16)
+           for i in range(0, len(audio), batch)]
+    return np.concatenate(out) if out else np.zeros((0, codec.n_codebooks, 0), dtype=np.int16)
+
+
+def tokenize_track(codec, track: Path, seed: int, paper_mixes: int = 2) -> dict[str, np.ndarray]:
+    """Every array of one cache file (see the module docstring)."""
+    from streamlib.data.sampling import active_frames
+
+    names, stems, cats = read_stems(track, codec.sample_rate)
+    number = int(re.sub(r"\D", "", track.name) or 0)
+    rng = np.random.default_rng([seed, number])
+    rows = sample_mixes(len(names), cats, rng, paper_mixes)
+    stem_codes = encode_signals(codec, stems)
+    frames = stem_codes.shape[-1]
+    active = np.stack([_frames_mask(active_frames(s, codec.sample_rate), frames) for s in stems])
+    members = np.stack([r[0] for r in rows]) if rows else np.zeros((0, len(names)), dtype=bool)
+    # paper mixes sum their stems, public ones average them (as streamlib.data.sampling mixes them);
+    # identical (members, policy) rows are encoded once
+    policy = np.asarray([r[2] for r in rows], dtype=np.int8)
+    weights = members.astype(np.float32)
+    public = policy == POLICIES["public"]
+    weights[public] /= np.maximum(weights[public].sum(axis=1, keepdims=True), 1)
+    unique, inverse = np.unique(weights, axis=0, return_inverse=True) if rows else (weights, np.zeros(0, int))
+    mix_audio = (unique @ stems) if rows else np.zeros((0, stems.shape[1]), np.float32)
+    mix_codes_u = encode_signals(codec, mix_audio)
+    mix_active_u = (np.stack([_frames_mask(active_frames(m, codec.sample_rate), frames) for m in mix_audio])
+                    if rows else np.zeros((0, frames), dtype=bool))
+    inverse = np.asarray(inverse).reshape(-1)
+    return {
+        "stems": stem_codes,
+        "categories": cats,
+        "active": active,
+        "mix_codes": mix_codes_u[inverse] if rows else np.zeros((0,) + stem_codes.shape[1:], np.int16),
+        "mix_members": members,
+        "mix_target": np.asarray([r[1] for r in rows], dtype=np.int16),
+        "mix_active": mix_active_u[inverse] if rows else np.zeros((0, frames), dtype=bool),
+        "mix_policy": policy,
+        "stem_names": np.asarray(names),
+    }
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(codec_path: str | None, threads: int) -> None:
+    from streamlib.codec import load_codec
+
+    torch.set_num_threads(threads)
+    _WORKER["codec"] = load_codec(codec_path)
+
+
+def _work(job: tuple[str, str, int, int]) -> str:
+    track, path, seed, paper_mixes = job
+    _save_npz(Path(path), tokenize_track(_WORKER["codec"], Path(track), seed, paper_mixes))
+    return path
+
+
+def tokenize_dataset(dataset: str | Path, out: str | Path, codec=None, *, seed: int = 0, paper_mixes: int = 2,
+                     splits: tuple[str, ...] = SPLITS, progress: bool = True, max_tracks: int | None = None,
+                     workers: int = 1, codec_path: str | Path | None = None) -> dict:
+    """Encode every track of ``splits`` into ``out``; skips finished tracks. Returns the meta dict.
+
+    ``workers > 1`` encodes tracks in that many processes (one torch thread each), each loading the
+    codec from ``codec_path`` (default: the shipped one); the files are the same as with one worker.
+    """
+    from tqdm.auto import tqdm
+
+    from streamlib.codec import default_checkpoint, load_codec
+
+    if codec is None:
+        codec = load_codec(codec_path)
+    dataset, out = Path(dataset), Path(out)
+    ckpt = Path(codec_path) if codec_path else default_checkpoint()
+    meta = {
+        "codec_sha256": codec.card.get("weights_sha256") or (file_sha256(ckpt) if ckpt.exists() else None),
+        "codec_card": {k: codec.card.get(k) for k in ("steps", "preset") if k in codec.card},
+        "sample_rate": codec.sample_rate, "hop": codec.hop, "frame_rate": codec.sample_rate // codec.hop,
+        "levels": codec.n_codebooks, "codebook_size": codec.codebook_size, "seed": seed,
+        "mixes_policy": {"paper_mixes_per_target": paper_mixes, "public_mixes_per_target": 1,
+                         "paper": "N_in ~ U{1..N-1} other stems, summed", "public": "all other stems, averaged",
+                         "policy_codes": POLICIES, "targets": "stems of TARGET_CATEGORIES in tracks with >= 2 stems"},
+        "dataset": str(dataset),
+    }
+    old = out / "meta.json"
+    if old.exists():
+        prev = json.loads(old.read_text())
+        if prev.get("codec_sha256") != meta["codec_sha256"] or prev.get("seed") != seed:
+            raise ValueError(f"{out} holds tokens of another codec or seed ({prev.get('codec_sha256')}, "
+                             f"seed {prev.get('seed')}); use a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(old, {**meta, "complete": False})
+    tracks = [t for s in splits for t in sorted((dataset / s).glob("Track*")) if t.is_dir()]
+    if max_tracks is not None:
+        tracks = tracks[:max_tracks]
+    if not tracks:
+        raise FileNotFoundError(f"no tracks under {dataset}/{{{','.join(splits)}}}")
+    counts = {s: sum(t.parent.name == s for t in tracks) for s in splits}
+    jobs = []
+    for track in tracks:
+        path = out / track.parent.name / f"{track.name}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            jobs.append((str(track), str(path), seed, paper_mixes))
+    bar = tqdm(total=len(tracks), initial=len(tracks) - len(jobs), desc="tokenize", unit="track",
+               disable=not progress)
+    if workers <= 1:
+        for track, path, _, _ in jobs:
+            _save_npz(Path(path), tokenize_track(codec, Path(track), seed, paper_mixes))
+            bar.update(1)
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers, _init_worker, (str(ckpt), 1)) as pool:
+            for _ in pool.imap_unordered(_work, jobs):
+                bar.update(1)
+    bar.close()
+    meta.update(complete=True, tracks=counts)
+    write_json(old, meta)
+    return meta
+
+
+# ----------------------------------------------------------------------------- reading the cache
+
+
+class TokenWindows(Dataset):
+    """Windows of (input mixture codes, target stem codes, category) from a token cache.
+
+    Item ``i`` is mixture row ``i`` (of the chosen ``policy``: "paper", "public" or "both") at a window
+    start drawn from ``default_rng([seed, i])`` until the input mixture and the target overlap in
+    enough non-silent frames (``windows_overlap_ok``; at most ``tries`` draws, else the best one).
+    Tracks shorter than the window are skipped. Codes are raw (0..codebook_size-1), ``n_q`` levels.
+    """
+
+    def __init__(self, root: str | Path, split: str, window_frames: int, n_q: int = 4, policy: str = "paper",
+                 seed: int = 0, tries: int = 20):
+        if policy not in ("paper", "public", "both"):
+            raise ValueError(f"policy must be 'paper', 'public' or 'both', got {policy!r}")
+        files = sorted((Path(root) / split).glob("Track*.npz"))
+        if not files:
+            raise FileNotFoundError(f"no token files under {Path(root) / split} (run python -m streamlib tokenize)")
+        self.window, self.n_q, self.seed, self.tries = int(window_frames), int(n_q), int(seed), int(tries)
+        self.tracks: list[dict[str, np.ndarray]] = []
+        self.rows: list[tuple[int, int]] = []
+        for f in files:
+            with np.load(f) as z:
+                if z["stems"].shape[1] < self.n_q:
+                    raise ValueError(f"{f} has {z['stems'].shape[1]} levels, n_q={self.n_q} requested")
+                if z["stems"].shape[-1] < self.window:
+                    continue
+                d = {k: z[k] for k in ("categories", "active", "mix_target", "mix_active", "mix_policy")}
+                d["stems"] = np.ascontiguousarray(z["stems"][:, : self.n_q])
+                d["mix_codes"] = np.ascontiguousarray(z["mix_codes"][:, : self.n_q])
+            for m in range(len(d["mix_target"])):
+                if policy == "both" or d["mix_policy"][m] == POLICIES[policy]:
+                    self.rows.append((len(self.tracks), m))
+            self.tracks.append(d)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def window_start(self, i: int, draw: int = 0) -> int:
+        """Start frame of item ``i``; ``draw`` > 0 gives another window of the same row (training
+        draws one per step, so the model sees new windows every epoch)."""
+        from streamlib.data.sampling import windows_overlap_ok
+
+        t, m = self.rows[i]
+        d = self.tracks[t]
+        tgt = int(d["mix_target"][m])
+        frames = d["stems"].shape[-1]
+        rng = np.random.default_rng([self.seed, i] + ([draw] if draw else []))
+        best, best_score = 0, -1.0
+        for _ in range(self.tries):
+            s = int(rng.integers(0, frames - self.window + 1))
+            a_in, a_tg = d["mix_active"][m, s : s + self.window], d["active"][tgt, s : s + self.window]
+            if windows_overlap_ok(a_in, a_tg):
+                return s
+            score = float(np.mean(a_in & a_tg))
+            if score > best_score:
+                best, best_score = s, score
+        return best
+
+    def __getitem__(self, i: int) -> dict:
+        return self.item(i)
+
+    def item(self, i: int, draw: int = 0) -> dict:
+        """Item ``i`` at window draw ``draw`` (``__getitem__`` is draw 0)."""
+        t, m = self.rows[i]
+        d = self.tracks[t]
+        s = self.window_start(i, draw)
+        tgt = int(d["mix_target"][m])
+        return {
+            "input": torch.from_numpy(d["mix_codes"][m, :, s : s + self.window].astype(np.int64)),
+            "target": torch.from_numpy(d["stems"][tgt, :, s : s + self.window].astype(np.int64)),
+            "category": int(d["categories"][tgt]),
+        }

@@ -1,0 +1,125 @@
+"""``python -m streamlib codec {train,export,eval}``: train, ship and check the causal codec (chapter 3).
+
+Examples::
+
+    python -m streamlib codec train --preset book --data data/synth --out runs/codec-book
+    python -m streamlib codec train --out runs/more --resume-from checkpoints/codec/book.train_state.pt --steps 40000
+    python -m streamlib codec export --state runs/codec-book/train_state.pt --out checkpoints/codec/book.safetensors
+    python -m streamlib codec eval --data data/synth
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import shlex
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+    from streamlib.config import get_preset
+
+    torch.set_num_threads(args.threads)
+    codec_cfg = get_preset(args.preset).codec
+    base = CodecTrainConfig(gan=args.preset == "paper")
+    overrides = {k: v for k, v in {
+        "steps": args.steps, "batch_size": args.batch_size, "excerpt_seconds": args.excerpt_seconds, "lr": args.lr,
+        "warmup_steps": args.warmup_steps, "gan": args.gan, "bf16": args.bf16, "seed": args.seed,
+        "save_every_seconds": args.save_every,
+        "max_seconds": args.max_minutes * 60 if args.max_minutes else None,
+    }.items() if v is not None}
+    cfg = dataclasses.replace(base, **overrides)
+    data = Path(args.data) if args.data else None
+    if data is None:
+        from streamlib.data import book_dataset
+
+        data = book_dataset()
+    recipe = data / "synth.json"
+    extra = {
+        "preset": args.preset,
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:]),
+        "data": json.loads(recipe.read_text()) if recipe.exists() else {"root": str(data)},
+    }
+    state = Path(args.out) / "train_state.pt"
+    if args.resume_from and not state.exists():
+        import shutil
+
+        state.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.resume_from, state)  # e.g. checkpoints/codec/book.train_state.pt
+    result = train_codec(codec_cfg, cfg, data, args.out, resume=not args.fresh, device=args.device, extra=extra)
+    print(f"codec: {result.step} steps, {result.wall_seconds / 60:.1f} min of training; state {result.state_path}")
+    print({k: round(v, 4) for k, v in result.last.items()})
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from streamlib.codec.export import export_codec
+
+    card = export_codec(args.state, args.out, args.data, half=args.half, fixture=args.fixture,
+                        max_tracks=args.max_tracks)
+    print(json.dumps({k: card[k] for k in ("steps", "wall_hours", "quality", "fp16_check", "weights_dtype")
+                      if k in card}, indent=1))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from streamlib.codec import load_codec
+    from streamlib.codec.export import heldout_mixes, quality_report
+
+    codec = load_codec(args.checkpoint)
+    print(json.dumps(quality_report(codec, heldout_mixes(args.data, codec.sample_rate, max_tracks=args.max_tracks)),
+                     indent=1))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("codec", help="train, export and evaluate the causal codec (chapter 3)")
+    what = p.add_subparsers(dest="codec_command", metavar="{train,export,eval}", required=True)
+
+    t = what.add_parser("train", help="train or resume a codec (checkpoints atomically, logs a CSV)")
+    t.add_argument("--preset", default="book", help="codec preset: book (CPU), paper (GPU, GAN on), debug")
+    t.add_argument("--data", help="Slakh-layout folder (default: the book's synthesised set)")
+    t.add_argument("--out", required=True, help="run folder: train_state.pt and log.csv")
+    t.add_argument("--steps", type=int, help="total steps (a resumed run continues to this)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--excerpt-seconds", type=float)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--warmup-steps", type=int)
+    t.add_argument("--gan", action=argparse.BooleanOptionalAction, default=None,
+                   help="adversarial + feature-matching losses (default: on for the paper preset only)")
+    t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default on)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--save-every", type=float, help="seconds between checkpoints")
+    t.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes of this sitting")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1)")
+    t.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
+    t.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
+    t.add_argument("--resume-from", help="a saved training state to continue (copied into --out if it has none), "
+                                         "e.g. checkpoints/codec/book.train_state.pt")
+    t.set_defaults(func=_train)
+
+    e = what.add_parser("export", help="write checkpoints/codec/NAME.safetensors + card with held-out quality")
+    e.add_argument("--state", required=True, help="train_state.pt of a run")
+    e.add_argument("--out", default="checkpoints/codec/book.safetensors")
+    e.add_argument("--data", default="data/synth", help="Slakh-layout folder whose test split is held out")
+    e.add_argument("--half", choices=["auto", "yes", "no"], default="auto")
+    e.add_argument("--fixture", default="tests/fixtures/codec_fixture.flac",
+                   help="where to store the tiny fixture clip the tests check the card against")
+    e.add_argument("--max-tracks", type=int, default=24)
+    e.set_defaults(func=_export)
+
+    v = what.add_parser("eval", help="held-out reconstruction quality of a checkpoint")
+    v.add_argument("--checkpoint", help="default: the shipped codec")
+    v.add_argument("--data", default="data/synth")
+    v.add_argument("--max-tracks", type=int, default=24)
+    v.set_defaults(func=_eval)

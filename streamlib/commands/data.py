@@ -1,0 +1,62 @@
+"""``python -m streamlib data synth|examples|info``: make the synthesised set and example clips, describe a set.
+
+Chapter 2 (Multitrack data) runs both.
+"""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="multitrack data: synthesise a Slakh-format set, describe a data set")
+    what = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    s = what.add_parser("synth", help="write a synthesised data set in the Slakh2100 layout (resumable)")
+    s.add_argument("--tracks", type=int, default=240, help="number of tracks (default 240: the book's set)")
+    s.add_argument("--out", required=True, help="output folder (split folders train/validation/test inside)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sample-rate", type=int, default=16_000, help="16000 (the book codec) or 44100 (Slakh)")
+    s.add_argument("--min-seconds", type=float, default=30.0, help="shortest track length")
+    s.add_argument("--max-seconds", type=float, default=60.0, help="longest track length")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_synth)
+
+    e = what.add_parser("examples", help="remake the short clips in data/examples from the book set's test split")
+    e.add_argument("--out", default=None, help="folder (default: data/examples)")
+    e.set_defaults(func=_examples)
+
+    i = what.add_parser("info", help="count tracks, stems, hours and categories of a Slakh-format folder")
+    i.add_argument("root", help="a Slakh2100 / babyslakh / synthesised folder")
+    i.add_argument("--split", default=None, help="train, validation, test (default: all)")
+    i.set_defaults(func=_info)
+
+
+def _synth(args) -> int:
+    from streamlib.data.synth import Recipe, synthesize
+
+    recipe = Recipe(tracks=args.tracks, seed=args.seed, sample_rate=args.sample_rate,
+                    min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+    r = synthesize(args.out, recipe, progress=not args.quiet)
+    speed = f", {r['x_real_time']:.0f}x real time" if r["x_real_time"] else ""
+    print(f"{args.out}: {sum(r['splits'].values())} tracks {r['splits']}, {r['hours']:.2f} h of audio; "
+          f"made {r['made']}, skipped {r['skipped']} in {r['wall_seconds']:.1f} s{speed}")
+    return 0
+
+
+def _examples(args) -> int:
+    from pathlib import Path
+
+    from streamlib.data.examples import EXAMPLES_DIR, make_examples
+
+    out = Path(args.out) if args.out else EXAMPLES_DIR
+    for name in make_examples(out):
+        size = sum(f.stat().st_size for f in (out / name).rglob("*") if f.is_file())
+        print(f"{out / name}: {size / 1e6:.2f} MB")
+    return 0
+
+
+def _info(args) -> int:
+    from streamlib.data.slakh import SlakhDataset
+
+    ds = SlakhDataset(args.root, split=args.split)
+    print(ds.describe())
+    return 0

@@ -1,0 +1,47 @@
+"""``python -m streamlib demo``: stream the bundled example clip through a shipped checkpoint (chapter 8).
+
+The clip's first stem is held out: the others are mixed as the input stream, the model plays the
+held-out stem's instrument, and the A.9 mix puts the accompaniment over the input stems.
+"""
+
+from __future__ import annotations
+
+
+def _run(args) -> int:
+    import sys
+
+    import torch
+
+    from streamlib.audio import AudioError
+    from streamlib.checkpoint import CheckpointError
+    from streamlib.stream import StreamError, summary
+    from streamlib.stream import demo_stream
+
+    torch.set_num_threads(args.threads)
+    from streamlib.commands.stream import stream_kwargs
+
+    try:
+        result, paths = demo_stream(args.example, checkpoint=args.checkpoint, target=args.target,
+                                    out=args.out, codec_path=args.codec, category=args.category, **stream_kwargs(args))
+    except (AudioError, StreamError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{result.info['example']}: input = {result.info['input_stems']}, generating "
+          f"{result.info['category_name']} with {result.info['checkpoint']}")
+    print(summary(result))
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def register(sub) -> None:
+    from streamlib.commands.stream import add_stream_arguments
+
+    p = sub.add_parser("demo", help="stream the bundled example clip through a shipped checkpoint")
+    p.add_argument("--example", default="test_clip", help="a clip folder in data/examples (default test_clip)")
+    p.add_argument("--checkpoint", default=None,
+                   help="accompanist checkpoint (default: the shipped streaming model with the smallest lead)")
+    p.add_argument("--target", default=None, help="stem to hold out and regenerate (default: the first non-drum stem)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    add_stream_arguments(p)
+    p.set_defaults(func=_run)

@@ -1,0 +1,68 @@
+"""``python -m streamlib train``: train (or resume) an accompanist and optionally ship it (chapter 7).
+
+Examples::
+
+    python -m streamlib train --tf -1s --k 20ms --tokens data/tokens/book --out runs/tf-50_k1 --steps 1000
+    python -m streamlib train --offline --tokens data/tokens/book --out runs/offline
+    python -m streamlib train --tf 0 --k 0.1 --out runs/x --export checkpoints/models/book_tf+0_k5.safetensors
+    torchrun --nproc_per_node 2 -m streamlib train --preset paper --tf 0 --k 0.02 --tokens /data/tokens --out runs/p
+
+t_f and k take seconds (``-1``, ``0.2``), or unit strings (``-1s``, ``200ms``, ``10f``).
+Running the same command again resumes from ``OUT/train_state.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import shlex
+    import sys
+
+    import torch
+
+    from streamlib.config import get_preset, to_frames
+    from streamlib.paths import data_dir
+    from streamlib.train import Run, export_model, train
+
+    torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset)
+    if args.batch_size:
+        preset = preset.replace(train=dataclasses.replace(preset.train, batch_size=args.batch_size))
+    run = Run(tokens=args.tokens or str(data_dir() / "tokens" / "book"), out=args.out,
+              tf=to_frames(args.tf, name="tf"), k=to_frames(args.k, name="k"), offline=args.offline,
+              steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
+              save_every_s=args.save_every, max_minutes=args.max_minutes)
+    result = train(run, preset, device=args.device)
+    print(f"{result['step']}/{result['total']} steps, {result['wall_seconds'] / 60:.1f} min; "
+          f"validation loss {result['val_loss']}")
+    if args.export and result["step"] >= result["total"]:
+        command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
+        card = export_model(f"{args.out}/train_state.pt", args.export, fixture=args.fixture, commands=[command])
+        print(f"wrote {args.export}: validation loss {card['val_loss']}, fixture {card['fixture']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train or resume an accompanist: k=1, k>1 prefix decoder, offline (chapter 7)")
+    p.add_argument("--preset", default="book", help="book (CPU), paper (GPU), debug")
+    p.add_argument("--tokens", help="token cache (default: data/tokens/book)")
+    p.add_argument("--out", required=True, help="run folder: train_state.pt and log.csv; resumes if present")
+    p.add_argument("--tf", default="0", help="future visibility: seconds or '-1s' / '200ms' / '10f'")
+    p.add_argument("--k", default="1f", help="chunk: seconds or '20ms' / '5f' (default one frame)")
+    p.add_argument("--offline", action="store_true", help="the offline prefix decoder baseline (ignores --tf, --k)")
+    p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="global batch (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", choices=["paper", "public", "both"], default="paper", help="input mixtures")
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--save-every", type=float, default=120.0, help="seconds between checkpoints")
+    p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this long; run again to resume")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
+    p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
+    p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
+                   help="validation windows the card's fixture loss is measured on (made if missing)")
+    p.set_defaults(func=_run)

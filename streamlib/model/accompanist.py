@@ -1,0 +1,272 @@
+"""The accompanist: gated input fusion (Eq. 2-3), the decoder, four heads, and its generator.
+
+Chapter 6 ("The model") teaches this module; chapter 8 drives ``Generator`` from the streaming engine.
+
+Embedding at sequence position j (``streamlib.tokens.visibility`` says which frame sits where)::
+
+    e_x   = sum_q C_q[x_q]                       frozen codec codebook vectors of the input frame (Eq. 2)
+    e_y   = sum_q E_q[y_q]                       learned embeddings of the delayed output tokens
+    h_j   = LN(W LN(e_x)) + g * LN(e_y)          Eq. (3), g a scalar initialised to zero
+
+A PAD input position uses a learned vector in place of ``W LN(e_x)``; a position whose input has not
+arrived yet (inside a k > 1 chunk) carries the output term only. Four linear heads (one matrix)
+predict the next delayed step's codes, one level each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamlib.checkpoint import CheckpointError, load_card, load_into, load_weights, save_weights
+from streamlib.config import ConfigError, ModelConfig, StreamSpec, config_from_dict
+from streamlib.model.transformer import KVCache, Transformer
+from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token, vocab_size
+from streamlib.tokens.delay import added_latency_frames
+from streamlib.tokens.visibility import Aligned, input_offset, output_offset
+
+
+class Accompanist(nn.Module):
+    """Decoder-only accompanist for one (t_f, k) design point, or the offline prefix decoder.
+
+    ``codebook_tables``: per-level tables ``[codebook_size, latent_dim]`` of the codec
+    (``CausalCodec.codebook_tables``); the first ``cfg.n_q`` are kept as a frozen buffer.
+    ``spec`` is the (t_f, k) the model is trained for; ``offline=True`` makes the prefix decoder of
+    paper 4.3 (the whole input first, then the output), for which ``spec`` is ignored.
+    """
+
+    def __init__(self, cfg: ModelConfig, codebook_tables: Sequence[Tensor] | Tensor,
+                 spec: StreamSpec | None = None, *, offline: bool = False):
+        super().__init__()
+        tables = torch.stack(list(codebook_tables)) if not isinstance(codebook_tables, Tensor) else codebook_tables
+        if tables.dim() != 3 or tables.shape[0] < cfg.n_q:
+            raise ConfigError(f"need {cfg.n_q} codebook tables [size, dim], got {tuple(tables.shape)}")
+        if spec is None and not offline:
+            raise ConfigError("a streaming accompanist needs its StreamSpec (t_f, k)")
+        self.cfg, self.spec, self.offline = cfg, spec, offline
+        self.codebook_size = int(tables.shape[1])
+        latent, d = int(tables.shape[2]), cfg.d_model
+        self.register_buffer("input_tables", tables[: cfg.n_q].detach().clone().float())
+        self.in_norm = nn.LayerNorm(latent)
+        self.in_proj = nn.Linear(latent, d)
+        self.in_out_norm = nn.LayerNorm(d)
+        self.input_pad = nn.Parameter(torch.randn(d) * 0.02)
+        self.out_embed = nn.ModuleList(nn.Embedding(vocab_size(self.codebook_size), d) for _ in range(cfg.n_q))
+        self.out_norm = nn.LayerNorm(d)
+        self.gate = nn.Parameter(torch.zeros(()))
+        self.backbone = Transformer(cfg)
+        self.heads = nn.Linear(d, cfg.n_q * self.codebook_size, bias=False)
+        for emb in self.out_embed:
+            nn.init.normal_(emb.weight, std=0.02)
+
+    # ------------------------------------------------------------------ embedding and forward
+    def embed(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
+              input_keep: Tensor | None = None) -> Tensor:
+        """Fused embedding ``[B, L, d]`` (Eq. 3) of aligned streams (see ``streamlib.tokens.visibility``).
+
+        ``input_keep`` (bool, broadcast to ``[B, L]``) False: that position carries no input term.
+        """
+        n_q = self.cfg.n_q
+        e_x = sum(self.input_tables[q][input_codes[:, q]] for q in range(n_q))
+        h = self.in_proj(self.in_norm(e_x))
+        h = torch.where(input_pad[..., None], self.input_pad.to(h.dtype), h)
+        h = self.in_out_norm(h)
+        if input_keep is not None:
+            h = h * input_keep[..., None].to(h.dtype)
+        e_y = sum(self.out_embed[q](output_tokens[:, q]) for q in range(n_q))
+        return h + self.gate * self.out_norm(e_y)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """``[B, L, d]`` -> code logits ``[B, n_q, L, codebook_size]``."""
+        b, n, _ = hidden.shape
+        return self.heads(hidden).view(b, n, self.cfg.n_q, self.codebook_size).transpose(1, 2)
+
+    def forward(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
+                input_keep: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        x = self.embed(input_codes, input_pad, output_tokens, input_keep)
+        return self.logits(self.backbone(x, cache))
+
+    def loss(self, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
+             length: int | None = None) -> tuple[Tensor, Tensor]:
+        """Summed cross entropy over the masked targets and their count (``loss_mask`` defaults to
+        ``aligned.loss_mask``; ``length`` keeps only the first positions, for a prefix chunk)."""
+        n = aligned.length if length is None else int(length)
+        mask = (aligned.loss_mask if loss_mask is None else loss_mask)[..., :n]
+        keep = None if input_keep is None else input_keep[..., :n]
+        logits = self(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n],
+                      aligned.output_tokens[..., :n], keep)
+        return token_loss(logits, aligned.targets[..., :n], mask)
+
+    # ------------------------------------------------------------------ checks and generation
+    def check_codec(self, codec) -> None:
+        """Raise ``CheckpointError`` unless ``codec`` has the codebooks this model was trained on."""
+        tables = torch.stack(codec.codebook_tables(self.cfg.n_q)).to(self.input_tables)
+        if tables.shape != self.input_tables.shape or not torch.allclose(tables, self.input_tables, atol=1e-3):
+            raise CheckpointError("this accompanist was trained on another codec's tokens "
+                                  "(its frozen input codebooks differ from the codec given)")
+
+    def generator(self, category: int, temperature: float = 1.0, top_k: int = 200) -> "Generator":
+        """A ``Generator`` for one stream (batch 1) playing ``category``."""
+        return Generator(self, category, temperature=temperature, top_k=top_k)
+
+
+def token_loss(logits: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed cross entropy of code ``logits [B, Q, L, size]`` against token ``targets [B, Q, L]``
+    where ``mask``, and the number of masked targets."""
+    codes = (targets - CODE_OFFSET).clamp(min=0)
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1), reduction="none")
+    mask = mask.reshape(-1)
+    return (ce * mask).sum(), mask.sum()
+
+
+class Generator:
+    """Incremental decoding with a KV cache, driven by the streaming engine (chapter 8).
+
+    ``feed_input(codes [n_q, n])`` appends input frames as they arrive; ``feed_output(codes)``
+    teacher-forces output frames (a prompt warm start); ``generate(k)`` returns the next ``k``
+    output frames ``[n_q, k]``, complete at every level.
+
+    Generation runs in delay-pattern steps: step s holds level q of frame s - 1 - q, so frame f is
+    complete after step f + n_q. The first call therefore runs ``k + n_q - 1`` steps, later calls
+    ``k``; the logits for step s come from position ``s - 1 + output_offset(tf)`` and see input frames
+    up to ``s + tf - 2`` (Eq. 1 with the delay pattern's level offsets). A position fed before its
+    input frame had arrived (inside a k > 1 chunk) is re-fed, with its input, once the frame is there:
+    that is the layout the prefix decoder was trained on.
+    """
+
+    def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200):
+        if temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        if top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        self.acc, self.temperature, self.top_k = acc, float(temperature), int(top_k)
+        self.n_q = acc.cfg.n_q
+        self.device = acc.input_tables.device
+        self.bos = instrument_token(int(category))
+        self.inputs = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
+        self.forced = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
+        self.steps = torch.full((self.n_q, 1), self.bos, dtype=torch.long, device=self.device)
+        self.cache = acc.backbone.new_cache()
+        self.n_output = 0  # frames returned (or forced) so far
+        self.first_missing: int | None = None  # first cached position fed without its (real) input frame
+        self.tf = None if acc.offline else acc.spec.tf
+        self.pad_after_input = acc.offline  # offline: input positions past the end are PAD, not "not yet"
+
+    @property
+    def n_input(self) -> int:
+        return int(self.inputs.shape[1])
+
+    def feed_input(self, codes: Tensor) -> None:
+        if codes.dim() != 2 or codes.shape[0] < self.n_q:
+            raise ValueError(f"input codes must be [>= {self.n_q}, n], got {tuple(codes.shape)}")
+        self.inputs = torch.cat([self.inputs, codes[: self.n_q].to(self.device, torch.long)], dim=1)
+
+    def feed_output(self, codes: Tensor) -> None:
+        """Teacher-force the next output frames (before any ``generate`` that would cover them)."""
+        if codes.dim() != 2 or codes.shape[0] != self.n_q:
+            raise ValueError(f"output codes must be [{self.n_q}, n], got {tuple(codes.shape)}")
+        self.forced = torch.cat([self.forced, codes.to(self.device, torch.long)], dim=1)
+        self.n_output = int(self.forced.shape[1])
+
+    # -------------------------------------------------------------- internals
+    def _offsets(self) -> tuple[int, int]:
+        if self.tf is None:  # offline prefix decoder: the whole input, then the output (tf = T + 1)
+            self.tf = self.n_input + 1
+        return input_offset(self.tf), output_offset(self.tf)
+
+    def _feed(self, start: int, stop: int) -> Tensor:
+        """Run positions ``start .. stop-1`` through the model; the logits of the last one."""
+        in_off, out_off = self._offsets()
+        pos = torch.arange(start, stop, device=self.device)
+        frame = pos - in_off
+        arrived = (frame >= 0) & (frame < self.n_input)
+        pad = (frame < 0) | ((frame >= self.n_input) if self.pad_after_input else torch.zeros_like(arrived))
+        keep = arrived | pad
+        codes = torch.zeros(self.n_q, len(pos), dtype=torch.long, device=self.device)
+        if arrived.any():
+            codes[:, arrived] = self.inputs[:, frame[arrived]]
+        step = pos - out_off
+        tokens = torch.full((self.n_q, len(pos)), PAD, dtype=torch.long, device=self.device)
+        has = step >= 0
+        tokens[:, has] = self.steps[:, step[has]]
+        missing = (~keep).nonzero()
+        if len(missing) and self.first_missing is None:
+            self.first_missing = start + int(missing[0])
+        logits = self.acc(codes[None], pad[None], tokens[None], keep[None], cache=self.cache)
+        return logits[0, :, -1].float()  # [n_q, size]
+
+    def _sample(self, logits: Tensor, step: int) -> Tensor:
+        probs_in = logits / self.temperature
+        k = min(self.top_k, probs_in.shape[-1])
+        top, idx = probs_in.topk(k, dim=-1)
+        choice = torch.multinomial(F.softmax(top, dim=-1), 1)[:, 0]
+        token = idx.gather(-1, choice[:, None])[:, 0] + CODE_OFFSET
+        frames = step - 1 - torch.arange(self.n_q, device=self.device)
+        token = torch.where(frames < 0, torch.full_like(token, self.bos), token)
+        forced = (frames >= 0) & (frames < self.forced.shape[1])
+        if forced.any():
+            lv = forced.nonzero()[:, 0]
+            token[lv] = self.forced[lv, frames[lv]] + CODE_OFFSET
+        return token
+
+    @torch.inference_mode()
+    def generate(self, k: int) -> Tensor:
+        """The next ``k`` output frames ``[n_q, k]`` (codes), complete at every level."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        _, out_off = self._offsets()
+        if self.first_missing is not None and self.first_missing - input_offset(self.tf) < self.n_input:
+            self.cache.truncate(self.first_missing)  # its input has arrived: re-feed with it
+            self.first_missing = None
+        last_step = self.n_output + k - 1 + self.n_q  # frame n_output + k - 1 is complete after it
+        while self.steps.shape[1] <= last_step:
+            s = self.steps.shape[1]
+            logits = self._feed(self.cache.next_position, s - 1 + out_off + 1)
+            self.steps = torch.cat([self.steps, self._sample(logits, s)[:, None]], dim=1)
+        f0 = self.n_output
+        idx = torch.arange(f0, f0 + k, device=self.device)[None, :] + 1 + torch.arange(self.n_q, device=self.device)[:, None]
+        out = self.steps.gather(1, idx) - CODE_OFFSET
+        self.n_output += k
+        return out
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def save_accompanist(path: str | Path, acc: Accompanist, card: dict, half: bool = False) -> None:
+    """Weights (safetensors) + card; the card gets the model config, (t_f, k) and kind."""
+    import dataclasses
+
+    card = dict(card)
+    card.update(kind="accompanist", model_config=dataclasses.asdict(acc.cfg), offline=acc.offline,
+                spec=None if acc.spec is None else dataclasses.asdict(acc.spec))
+    save_weights(path, acc.state_dict(), card, half=half)
+
+
+def load_accompanist(path: str | Path, device: str | torch.device | None = None) -> Accompanist:
+    """Load a checkpoint written by ``save_accompanist`` (safetensors; no pickle), in eval mode."""
+    path = Path(path)
+    card = load_card(path)
+    if card.get("kind") != "accompanist":
+        raise CheckpointError(f"{path} is a {card.get('kind')!r} checkpoint, not an accompanist")
+    cfg = config_from_dict(ModelConfig, card["model_config"])
+    spec = None if card.get("spec") is None else StreamSpec(**card["spec"])
+    state = load_weights(path)
+    if "input_tables" not in state:
+        raise CheckpointError(f"{path} has no input_tables: not an accompanist checkpoint")
+    acc = Accompanist(cfg, state["input_tables"], spec, offline=bool(card.get("offline", False)))
+    load_into(acc, state, what=str(path))
+    acc.card = card
+    return acc.to(device or "cpu").eval()
+
+
+def latency_steps(acc: Accompanist) -> int:
+    """Extra frames between a frame's first (level-0) step and its completion: n_q - 1."""
+    return added_latency_frames(acc.cfg.n_q)
+
+
+__all__ = ["Accompanist", "Generator", "latency_steps", "load_accompanist", "save_accompanist", "token_loss"]

@@ -1,0 +1,620 @@
+"""Streamed generation on a simulated clock (chapter 8, "Streamed generation").
+
+The input arrives as a stream of 50 Hz frames. To produce the chunk ``y(t : t+k)`` the engine
+reveals the input ``x(1 : t + t_f + D)`` -- frames ``0 .. t+t_f+D-1``, encoded with the streaming
+codec encoder as they arrive -- asks the accompanist's KV-cache generator for the next ``k`` frames
+and decodes them with the streaming codec decoder. It never feeds a frame beyond ``t + t_f + D``.
+
+``D = n_q - 1`` is the delay pattern's cost (chapter 4): level q of frame t is generated q steps
+after level 0 and sees q more input frames, so a frame's last level needs ``x(1 : t + t_f + D)``
+and the frame is playable D frames after its level-0 token (0.06 s for 4 levels at 50 Hz). Level 0
+of every frame still sees exactly ``x(1 : t + t_f)``, as Eq. (1) says; the deadlines below count D.
+
+Wall time is simulated, compute time is measured. Input frame ``i`` has arrived at wall time
+``(i + 1) / 50`` s, so the chunk starting at ``t`` can start computing at ``(t + t_f + D) / 50`` s
+(earlier if it needs no input yet, later if the previous chunk is still computing: one worker,
+chunks in order). It is *audible* ``tau_sys`` seconds after its compute finishes (capture,
+transport and output buffers; compute is measured, not part of ``tau_sys``) and must be audible
+at its play time ``t / 50`` s. So
+
+    slack = t/50 - (start + compute + tau_sys),   late: slack < 0,   unsafe: slack < tau_jitter
+
+which is the latency condition of ``streamlib.feasibility`` with ``gen_in_latency=True`` plus the
+queueing of a worker that cannot keep pace. ``jitter`` injects extra compute time per chunk (a
+slow core, a network hop) to test what a safety margin ``tau_jitter`` buys.
+
+``stream(...)`` returns a ``StreamResult`` (accompaniment audio, codes, one ``ChunkRecord`` per
+chunk) that can ``save`` the accompaniment, the A.9 mix and a JSON timing report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from streamlib.audio import AudioError, save_audio, validate
+from streamlib.config import FRAME_RATE, ConfigError, StreamSpec, to_seconds
+from streamlib.paths import checkpoint_dir
+
+_TAG = re.compile(r"^book_tf([+-]\d+)_k(\d+)$")
+
+Clock = Callable[[], float]
+Jitter = Callable[[int], float]  # chunk index -> extra compute seconds
+
+
+class StreamError(ValueError):
+    """The stream cannot run as asked (mismatched spec, too little input, bad arguments)."""
+
+
+# ----------------------------------------------------------------------------- timing model
+
+
+@dataclass(frozen=True)
+class Timing:
+    """System assumptions in seconds: non-compute latency ``tau_sys`` and safety margin ``tau_jitter``."""
+
+    tau_sys: float = 0.0
+    tau_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("tau_sys", "tau_jitter"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+
+
+class ExponentialJitter:
+    """Injected compute jitter: each chunk gets an extra ``Exp(mean_s)`` seconds (seeded)."""
+
+    def __init__(self, mean_s: float, seed: int = 0):
+        if not (math.isfinite(mean_s) and mean_s >= 0):
+            raise ConfigError(f"jitter mean must be >= 0 seconds, got {mean_s}")
+        self.mean_s = float(mean_s)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, index: int) -> float:
+        return float(self.rng.exponential(self.mean_s)) if self.mean_s > 0 else 0.0
+
+
+@dataclass
+class ChunkRecord:
+    """One chunk: which frames, what it saw, what it cost, when it was ready (seconds)."""
+
+    index: int
+    start: int  # first output frame t
+    frames: int  # chunk length (k, the last one may be shorter)
+    input_visible: int  # input frames fed to the model before generating it (<= t + tf)
+    encode_s: float  # streaming codec encoder, for the input revealed at this step
+    generate_s: float  # the model's generate(k)
+    decode_s: float  # streaming codec decoder
+    jitter_s: float  # injected extra compute
+    compute_start_s: float = 0.0  # simulated wall clock from here on
+    ready_s: float = 0.0
+    audible_s: float = 0.0
+    deadline_s: float = 0.0
+    slack_s: float = 0.0
+    late: bool = False
+    unsafe: bool = False
+
+    @property
+    def compute_s(self) -> float:
+        return self.encode_s + self.generate_s + self.decode_s + self.jitter_s
+
+
+def schedule(records: Sequence[ChunkRecord], tf: int, timing: Timing, frame_rate: int = FRAME_RATE,
+             delay: int = 0) -> None:
+    """Fill the simulated-clock fields of ``records`` (in place) from their measured compute times;
+    ``delay`` is the delay pattern's D = n_q - 1 frames."""
+    free_at = -math.inf
+    for r in records:
+        input_ready = (r.start + tf + delay) / frame_rate
+        r.compute_start_s = max(input_ready, free_at)
+        r.ready_s = r.compute_start_s + r.compute_s
+        free_at = r.ready_s
+        r.audible_s = r.ready_s + timing.tau_sys
+        r.deadline_s = r.start / frame_rate
+        r.slack_s = r.deadline_s - r.audible_s
+        r.late = r.slack_s < 0
+        r.unsafe = r.slack_s < timing.tau_jitter
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass
+class StreamResult:
+    """What a stream produced: audio ``[N]`` at ``sample_rate``, codes ``[n_q, T]``, per-chunk records."""
+
+    spec: StreamSpec
+    sample_rate: int
+    accompaniment: np.ndarray
+    codes: torch.Tensor
+    input_audio: np.ndarray
+    records: list[ChunkRecord]
+    timing: Timing
+    category: int
+    prompt_frames: int = 0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return int(self.codes.shape[-1])
+
+    @property
+    def streamed_frames(self) -> int:
+        return sum(r.frames for r in self.records)
+
+    @property
+    def compute_s(self) -> float:
+        return sum(r.compute_s for r in self.records)
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: streamed audio seconds / compute seconds (> 1 keeps pace)."""
+        return to_seconds(self.streamed_frames) / max(self.compute_s, 1e-12)
+
+    def latency_percentiles(self, q: Sequence[float] = (50, 99)) -> dict[str, float]:
+        """Chunk compute latency percentiles in seconds, e.g. ``{'p50': ..., 'p99': ...}``."""
+        values = np.array([r.compute_s for r in self.records]) if self.records else np.zeros(1)
+        return {f"p{int(p)}": float(np.percentile(values, p)) for p in q}
+
+    @property
+    def n_late(self) -> int:
+        return sum(r.late for r in self.records)
+
+    @property
+    def n_unsafe(self) -> int:
+        return sum(r.unsafe for r in self.records)
+
+    def report(self) -> dict:
+        """The JSON timing report."""
+        lat = self.latency_percentiles()
+        return {
+            "tf_frames": self.spec.tf,
+            "k_frames": self.spec.k,
+            "tf_seconds": self.spec.tf_seconds,
+            "k_seconds": self.spec.k_seconds,
+            "category": self.category,
+            "prompt_frames": self.prompt_frames,
+            "tau_sys_s": self.timing.tau_sys,
+            "tau_jitter_s": self.timing.tau_jitter,
+            "sample_rate": self.sample_rate,
+            "output_seconds": to_seconds(self.frames),
+            "streamed_seconds": to_seconds(self.streamed_frames),
+            "chunks": len(self.records),
+            "compute_s": self.compute_s,
+            "rtf": self.rtf,
+            "chunk_latency_p50_s": lat["p50"],
+            "chunk_latency_p99_s": lat["p99"],
+            "late_chunks": self.n_late,
+            "unsafe_chunks": self.n_unsafe,
+            "worst_slack_s": min((r.slack_s for r in self.records), default=0.0),
+            **self.info,
+            "records": [asdict(r) for r in self.records],
+        }
+
+    def mix(self, input_tracks: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """The paper's A.9 mix of the input track(s) (default: the input stream) with the accompaniment."""
+        from streamlib.metrics.mixing import mix_tracks
+
+        tracks = list(input_tracks) if input_tracks is not None else [self.input_audio]
+        n = min(len(self.accompaniment), *(len(t) for t in tracks))
+        return mix_tracks([t[:n] for t in tracks], self.accompaniment[:n], self.sample_rate)
+
+    def save(self, out: str | Path, input_tracks: Sequence[np.ndarray] | None = None) -> dict[str, Path]:
+        """Write ``accompaniment.wav``, ``mix.wav``, ``input.wav`` and ``timing.json`` into ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {name: out / f"{name}.wav" for name in ("accompaniment", "mix", "input")}
+        save_audio(paths["accompaniment"], self.accompaniment, self.sample_rate)
+        save_audio(paths["input"], self.input_audio[: len(self.accompaniment)], self.sample_rate)
+        save_audio(paths["mix"], self.mix(input_tracks), self.sample_rate)
+        paths["timing"] = out / "timing.json"
+        paths["timing"].write_text(json.dumps(self.report(), indent=1) + "\n")
+        return paths
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+def check_spec(spec: StreamSpec, tf: int | None, k: int | None, what: str = "checkpoint") -> None:
+    """Raise ``StreamError`` when the requested (tf, k) in frames differ from the model's own."""
+    if tf is not None and tf != spec.tf:
+        raise StreamError(
+            f"{what} was trained with t_f = {spec.tf_seconds:g} s ({spec.tf} frames), not {to_seconds(tf):g} s: "
+            f"t_f is fixed by training; pick the checkpoint trained for it"
+        )
+    if k is not None and k != spec.k:
+        raise StreamError(
+            f"{what} was trained with k = {spec.k_seconds:g} s ({spec.k} frames), not {to_seconds(k):g} s: "
+            f"pick the checkpoint trained for it"
+        )
+
+
+def _as_mono(audio, sample_rate: int, name: str) -> np.ndarray:
+    x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    x = np.asarray(x, dtype=np.float32).reshape(-1) if x.ndim <= 1 or x.shape[0] == 1 else None
+    if x is None:
+        raise AudioError(f"{name} must be mono audio [N] at {sample_rate} Hz")
+    validate(x, name=name)
+    return x
+
+
+def fed_input_count(gen, pushed: int) -> int:
+    """Input frames the generator holds: its own ``n_input`` counter if it has one, else ``pushed``."""
+    return int(getattr(gen, "n_input", pushed))
+
+
+def stream(
+    acc,
+    codec,
+    input_audio,
+    category: int,
+    *,
+    spec: StreamSpec | None = None,
+    prompt_audio=None,
+    prompt_seconds: float = 0.0,
+    timing: Timing = Timing(),
+    jitter: Jitter | None = None,
+    temperature: float = 1.0,
+    top_k: int = 200,
+    seed: int = 0,
+    output_frames: int | None = None,
+    clock: Clock = time.perf_counter,
+    generator_kwargs: dict | None = None,
+) -> StreamResult:
+    """Stream ``input_audio`` (mono, ``codec.sample_rate``) through ``acc`` and ``codec``.
+
+    ``spec`` defaults to ``acc.spec`` (must equal it if given). ``prompt_seconds`` > 0 warm-starts
+    with the ground truth: the first L seconds of the output are ``prompt_audio`` (the true
+    accompaniment), teacher-forced into the generator, and streaming starts at t = L. The output
+    has ``input frames - max(t_f + D, 0)`` frames unless ``output_frames`` says fewer, so that every
+    chunk's visible input ``x(1 : t + t_f + D)`` exists (paper A.7: a model with t_f > 0 sees t_f more
+    input than it outputs).
+    """
+    model_spec: StreamSpec = acc.spec
+    if spec is not None:
+        check_spec(model_spec, spec.tf, spec.k)
+    spec = model_spec
+    sr, hop = codec.sample_rate, codec.hop
+    x = _as_mono(input_audio, sr, "input audio")
+    n_in = len(x) // hop
+    n_q = int(acc.cfg.n_q)
+    lag = n_q - 1  # the delay pattern's D (module docstring)
+    n_out = n_in - max(spec.tf + lag, 0)
+    if output_frames is not None:
+        if output_frames > n_out:
+            raise StreamError(f"output_frames={output_frames} needs more input than the {n_in} frames given")
+        n_out = int(output_frames)
+    prompt = int(round(prompt_seconds * FRAME_RATE))
+    if n_out < 1:
+        raise StreamError(f"input of {len(x) / sr:.3f} s is too short for t_f = {spec.tf_seconds} s")
+    if prompt < 0 or prompt >= n_out:
+        raise StreamError(f"prompt of {prompt_seconds} s must be >= 0 and shorter than the {to_seconds(n_out)} s output")
+
+    torch.manual_seed(seed)
+    gen = acc.generator(category, temperature=temperature, top_k=top_k, **(generator_kwargs or {}))
+    enc = codec.stream_encoder(batch=1, n_q=n_q)
+    dec = codec.stream_decoder(batch=1)
+    out_codes: list[torch.Tensor] = []
+    out_audio: list[np.ndarray] = []
+    pushed = 0
+
+    def reveal(upto: int) -> None:
+        nonlocal pushed
+        upto = min(max(upto, 0), n_in)
+        if upto > pushed:
+            codes = enc.push(torch.from_numpy(x[pushed * hop : upto * hop]))
+            gen.feed_input(codes[0, :n_q])
+            pushed = upto
+
+    if prompt:
+        if prompt_audio is None:
+            raise StreamError("a prompt warm start needs the ground-truth accompaniment (prompt_audio)")
+        y = _as_mono(prompt_audio, sr, "prompt audio")
+        if len(y) < prompt * hop:
+            raise StreamError(f"prompt audio is shorter than the {prompt_seconds} s prompt")
+        truth = codec.encode(torch.from_numpy(y[: prompt * hop])[None, None], n_q=n_q)[0]
+        reveal(prompt + spec.tf + lag)
+        gen.feed_output(truth)
+        out_codes.append(truth.cpu())
+        out_audio.append(dec.push(truth[None]).reshape(-1).cpu().numpy())
+
+    records: list[ChunkRecord] = []
+    t = prompt
+    while t < n_out:
+        k = min(spec.k, n_out - t)
+        c0 = clock()
+        reveal(t + spec.tf + lag)
+        c1 = clock()
+        visible = fed_input_count(gen, pushed)
+        if visible > max(t + spec.tf + lag, 0):
+            raise StreamError(f"the generator holds {visible} input frames at t={t}, more than "
+                              f"t + t_f + D = {t + spec.tf + lag}")
+        chunk = gen.generate(k)
+        c2 = clock()
+        if tuple(chunk.shape) != (n_q, k):
+            raise StreamError(f"generate({k}) returned shape {tuple(chunk.shape)}, expected ({n_q}, {k})")
+        audio = dec.push(chunk[None]).reshape(-1).cpu().numpy()
+        c3 = clock()
+        records.append(
+            ChunkRecord(
+                index=len(records), start=t, frames=k, input_visible=visible,
+                encode_s=c1 - c0, generate_s=c2 - c1, decode_s=c3 - c2,
+                jitter_s=float(jitter(len(records))) if jitter else 0.0,
+            )
+        )
+        out_codes.append(chunk.cpu())
+        out_audio.append(audio)
+        t += k
+    schedule(records, spec.tf, timing, delay=lag)
+    return StreamResult(
+        spec=spec,
+        sample_rate=sr,
+        accompaniment=np.concatenate(out_audio).astype(np.float32),
+        codes=torch.cat(out_codes, dim=-1).long(),
+        input_audio=x[: n_in * hop],
+        records=records,
+        timing=timing,
+        category=int(category),
+        prompt_frames=prompt,
+        info={"delay_pattern_frames": lag, "temperature": temperature, "top_k": top_k, "seed": seed,
+              "jitter_mean_s": getattr(jitter, "mean_s", None) if jitter else 0.0},
+    )
+
+
+# ----------------------------------------------------------------------------- files and checkpoints
+
+
+def parse_category(value: str | int) -> int:
+    """A category id from its name ("Bass", case-insensitive) or its number."""
+    from streamlib.tokens.categories import CATEGORIES, TARGET_CATEGORIES, category_id
+
+    cat = int(value) if isinstance(value, int) or str(value).strip().isdigit() else category_id(str(value))
+    if cat not in TARGET_CATEGORIES:
+        raise StreamError(f"category {value!r} is not a generation target; choose one of "
+                          f"{[CATEGORIES[c] for c in TARGET_CATEGORIES]}")
+    return cat
+
+
+def stream_file(
+    input_path: str | Path,
+    checkpoint: str | Path,
+    *,
+    tf: float | str | None = None,
+    k: float | str | None = None,
+    category: str | int = "Piano",
+    out: str | Path | None = None,
+    codec_path: str | Path | None = None,
+    input_tracks: Sequence[np.ndarray] | None = None,
+    **kwargs,
+) -> tuple[StreamResult, dict[str, Path]]:
+    """Stream any audio file (resampled to the codec's rate, downmixed) through a checkpoint.
+
+    ``tf``/``k`` (seconds or unit strings) must equal the checkpoint's own, if given. Writes the
+    accompaniment, the mix and ``timing.json`` into ``out`` (if given). ``kwargs`` go to ``stream``.
+    """
+    from streamlib.audio import load_audio
+    from streamlib.codec import load_codec
+    from streamlib.config import to_frames
+    from streamlib.model import load_accompanist
+
+    cat = parse_category(category)
+    acc = load_accompanist(checkpoint)
+    check_spec(acc.spec, None if tf is None else to_frames(tf, name="tf"),
+               None if k is None else to_frames(k, name="k"), what=str(checkpoint))
+    codec = load_codec(codec_path)
+    audio, _ = load_audio(input_path, codec.sample_rate)
+    result = stream(acc, codec, audio, cat, **kwargs)
+    result.info["input"] = str(input_path)
+    result.info["checkpoint"] = str(checkpoint)
+    paths = result.save(out, input_tracks) if out is not None else {}
+    return result, paths
+
+
+def summary(result: StreamResult) -> str:
+    """One paragraph for the command line."""
+    r = result.report()
+    return (
+        f"t_f = {r['tf_seconds']:g} s, k = {r['k_seconds']:g} s: {r['streamed_seconds']:.2f} s streamed in "
+        f"{r['chunks']} chunks, compute {r['compute_s']:.2f} s, RTF {r['rtf']:.2f}; chunk latency p50 "
+        f"{r['chunk_latency_p50_s'] * 1e3:.1f} ms, p99 {r['chunk_latency_p99_s'] * 1e3:.1f} ms; "
+        f"{r['late_chunks']} late, {r['unsafe_chunks']} inside the jitter margin "
+        f"(tau_sys {r['tau_sys_s'] * 1e3:.0f} ms, tau_jitter {r['tau_jitter_s'] * 1e3:.0f} ms)"
+    )
+
+
+# ----------------------------------------------------------------------------- shipped checkpoints and the demo
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One system of the sweep: a checkpoint and where it sits in the (t_f, k) plane (frames)."""
+
+    label: str
+    kind: str  # "streaming" or "offline_prefix"
+    path: Path | None
+    tf: int | None
+    k: int | None
+    accompanist: object = field(default=None, compare=False, repr=False)  # preloaded (else loaded from path)
+
+    def load(self):
+        """The accompanist: the preloaded one, or ``load_accompanist(path)``."""
+        if self.accompanist is not None:
+            return self.accompanist
+        from streamlib.model import load_accompanist
+
+        return load_accompanist(self.path)
+
+
+def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list[ModelEntry]:
+    """The shipped checkpoints ``<root>/models/<prefix>_tf<+-N>_k<M>.safetensors`` (+ offline prefix)."""
+    folder = Path(root) if root is not None else checkpoint_dir()
+    folder = folder / "models" if (folder / "models").is_dir() else folder
+    entries = []
+    for path in sorted(folder.glob(f"{prefix}_*.safetensors")):
+        m = _TAG.match(path.stem.replace(prefix, "book", 1))
+        if m:
+            tf, k = int(m.group(1)), int(m.group(2))
+            entries.append(ModelEntry(f"t_f={to_seconds(tf):g}s k={to_seconds(k):g}s", "streaming", path, tf, k))
+        elif path.stem == f"{prefix}_offline_prefix":
+            entries.append(ModelEntry("offline prefix", "offline_prefix", path, None, None))
+    entries.sort(key=lambda e: (e.kind != "streaming", e.k or 0, e.tf or 0))
+    return entries
+
+
+
+@dataclass
+class BookModels:
+    """Accompanists by (tf, k) frames with their codec; ``trained`` False means random debug weights."""
+
+    codec: object
+    models: dict[tuple[int, int], object]
+    trained: bool
+    note: str
+
+
+FALLBACK_SPECS = ((-10, 5), (-5, 1), (0, 1), (5, 1), (10, 5))
+
+
+def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: str | Path | None = None) -> BookModels:
+    """The shipped accompanists and codec when they exist (optionally only ``specs``), otherwise tiny
+    randomly initialised ``debug`` models at ``FALLBACK_SPECS`` -- with a note saying so: their output
+    is noise-like and says nothing about the paper's trade-offs."""
+    from streamlib.codec import CausalCodec, load_codec
+    from streamlib.codec.codec import default_checkpoint
+    from streamlib.config import get_preset, seed_everything
+    from streamlib.model import Accompanist, load_accompanist
+
+    shipped = [e for e in shipped_models(checkpoints) if e.kind == "streaming"]
+    if specs is not None:
+        shipped = [e for e in shipped if (e.tf, e.k) in set(specs)]
+    if shipped and default_checkpoint().exists():
+        models = {(e.tf, e.k): load_accompanist(e.path) for e in shipped}
+        return BookModels(load_codec(), models, True, f"shipped checkpoints: {len(models)} streaming models")
+    seed_everything(0)
+    preset = get_preset("debug")
+    codec = CausalCodec(preset.codec)
+    tables = codec.codebook_tables(preset.model.n_q)
+    models = {}
+    for tf, k in specs or FALLBACK_SPECS:
+        models[(tf, k)] = Accompanist(preset.model, tables, StreamSpec(tf=tf, k=k, window=preset.model.max_frames // 2)).eval()
+    return BookModels(codec, models, False, (
+        "NOTE: no shipped checkpoints found -- using tiny RANDOMLY INITIALISED debug models and codec. "
+        "They show the mechanics (timing, visibility) only; their audio is noise, not music."))
+
+
+def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = None, target: str | None = None,
+                out: str | Path | None = None, codec_path: str | Path | None = None,
+                category: str | int | None = None, **kwargs) -> tuple[StreamResult, dict[str, Path]]:
+    """Stream a bundled example clip (``data/examples/NAME``): one stem held out, the others mixed
+    as the input; the model plays the held-out stem's instrument (or ``category``). ``checkpoint``
+    defaults to the shipped streaming model with the smallest lead (t_f < 0 closest to 0, smallest k).
+    ``kwargs`` go to ``stream`` (a ``prompt_seconds`` warm start uses the held-out stem)."""
+    from streamlib.codec import load_codec
+    from streamlib.data.examples import load_example
+    from streamlib.model import load_accompanist
+    from streamlib.tokens.categories import CATEGORIES, TARGET_CATEGORIES
+
+    clip = load_example(example)
+    if checkpoint is None:
+        ready = [e for e in shipped_models() if e.kind == "streaming"]
+        if not ready:
+            raise StreamError(f"no shipped checkpoints in {checkpoint_dir() / 'models'} (pass --checkpoint)")
+        ahead = [e for e in ready if e.tf < 0] or ready
+        checkpoint = max(ahead, key=lambda e: (e.tf, -e.k)).path
+    names = list(clip.stems)
+    if target is None:
+        target = next((s for s in names if clip.categories[s] in TARGET_CATEGORIES and clip.categories[s] != 14), names[0])
+    if target not in clip.stems:
+        raise StreamError(f"{example} has stems {names}, not {target!r}")
+    inputs = [s for s in names if s != target]
+    cat = clip.categories[target] if category is None else parse_category(category)
+    codec = load_codec(codec_path)
+    acc = load_accompanist(checkpoint)
+    if clip.sample_rate != codec.sample_rate:
+        raise StreamError(f"example at {clip.sample_rate} Hz, codec at {codec.sample_rate} Hz")
+    tracks = [clip.stems[s] for s in inputs]
+    if kwargs.get("prompt_seconds"):
+        kwargs.setdefault("prompt_audio", clip.stems[target])
+    result = stream(acc, codec, np.sum(tracks, axis=0), cat, **kwargs)
+    result.info.update(example=example, input_stems=inputs, target_stem=target, category_name=CATEGORIES[cat],
+                       checkpoint=str(checkpoint))
+    paths = result.save(out, tracks) if out is not None else {}
+    return result, paths
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def timeline_figure(result: StreamResult, max_chunks: int = 400, title: str | None = None):
+    """Plotly timeline: one bar per chunk from compute start to audible, its deadline as a tick;
+    green when safe, orange inside the jitter margin, red when late."""
+    import plotly.graph_objects as go
+
+    recs = result.records[:max_chunks]
+    colour = ["#d62728" if r.late else "#ff7f0e" if r.unsafe else "#2ca02c" for r in recs]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            y=[r.index for r in recs],
+            x=[r.audible_s - r.compute_start_s for r in recs],
+            base=[r.compute_start_s for r in recs],
+            orientation="h",
+            marker_color=colour,
+            name="compute + tau_sys",
+            customdata=[[r.start, r.frames, r.input_visible, r.compute_s * 1e3, r.slack_s * 1e3] for r in recs],
+            hovertemplate=(
+                "chunk %{y}: frames %{customdata[0]}+%{customdata[1]}, sees %{customdata[2]} input frames"
+                "<br>compute %{customdata[3]:.1f} ms, slack %{customdata[4]:.1f} ms<extra></extra>"
+            ),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            y=[r.index for r in recs], x=[r.deadline_s for r in recs], mode="markers",
+            marker=dict(symbol="line-ns-open", size=12, color="black"), name="deadline (play time)",
+        )
+    )
+    rep = result.report()
+    fig.update_layout(
+        title=title or (
+            f"t_f = {result.spec.tf_seconds:g} s, k = {result.spec.k_seconds:g} s: RTF {rep['rtf']:.2f}, "
+            f"{rep['late_chunks']} late / {rep['unsafe_chunks']} inside the margin of {len(result.records)} chunks"
+        ),
+        xaxis_title="simulated wall time (s)",
+        yaxis_title="chunk",
+        barmode="overlay",
+        height=420,
+    )
+    return fig
+
+
+__all__ = [
+    "StreamError",
+    "Timing",
+    "ExponentialJitter",
+    "ChunkRecord",
+    "schedule",
+    "StreamResult",
+    "check_spec",
+    "fed_input_count",
+    "stream",
+    "parse_category",
+    "stream_file",
+    "summary",
+    "ModelEntry",
+    "shipped_models",
+    "BookModels",
+    "book_models",
+    "demo_stream",
+    "timeline_figure",
+]

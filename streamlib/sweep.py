@@ -1,0 +1,387 @@
+"""The (t_f, k) sweep: stream the test clips through every model, score, tidy CSV, figures.
+
+Chapter 10 ("Replicating the trade-offs"). Paper section 5: each model of the grid streams the
+same held-out clips; every metric (beat F1, coherence with harmonic / percussive parts, FAD) is
+reported with a bootstrap 95 % confidence interval, next to two reference rows on the same clips --
+the ground-truth stem (ceiling) and the random-pairing floor (the target stem of another clip of
+the same instrument class) -- and the offline prefix decoder. ``run_sweep`` writes one tidy CSV
+(one row per system x metric); ``sweep_figure`` draws metric vs t_f, one line per k, with the
+floor and the offline baseline as horizontal lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from streamlib.config import FRAME_RATE, StreamSpec, to_seconds
+from streamlib.paths import REPO_ROOT
+from streamlib.stream import ModelEntry, shipped_models
+
+CSV_COLUMNS = (
+    "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
+    "n", "note", "clip_seconds", "rtf", "checkpoint",
+)
+KINDS = ("streaming", "offline_prefix", "ground_truth", "random_floor")
+DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
+
+
+class SweepError(ValueError):
+    """Nothing to sweep, or clips / models that do not fit together."""
+
+
+# ----------------------------------------------------------------------------- clips
+
+
+@dataclass
+class Clip:
+    """A test example: input stems and the true target stem, ``frames`` + lookahead long."""
+
+    name: str
+    category: int
+    sample_rate: int
+    input_stems: list[np.ndarray]
+    target: np.ndarray
+    frames: int  # evaluated output frames
+    info: dict = field(default_factory=dict)
+
+    @property
+    def input_mix(self) -> np.ndarray:
+        return np.sum(self.input_stems, axis=0).astype(np.float32)
+
+
+def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str | Path | None = None,
+               split: str = "test", seed: int = 0, sample_rate: int = 16_000, policy: str = "paper") -> list[Clip]:
+    """``n`` deterministic (input mixture, target) windows from the book set's test split.
+
+    Each clip holds ``seconds`` of evaluated output plus ``lookahead_frames`` more input (paper A.7:
+    a t_f > 0 model sees t_f more input than it outputs), chosen with the silence rule (A.3).
+    """
+    from streamlib.data.sampling import SamplingError, draw_example, frame_hop
+    from streamlib.data.slakh import SlakhDataset
+
+    if root is None:
+        from streamlib.data import book_dataset
+
+        root = book_dataset()
+    ds = SlakhDataset(root, split=split, sample_rate=sample_rate)
+    frames = int(round(seconds * FRAME_RATE))
+    window = frames + max(lookahead_frames, 0)
+    rng = np.random.default_rng(seed)
+    clips: list[Clip] = []
+    order = rng.permutation(len(ds))
+    for t in order:
+        if len(clips) == n:
+            break
+        track = ds[int(t)]
+        try:
+            ex = draw_example(rng, [s.category for s in track.stems], [track.active(s.name) for s in track.stems],
+                              window, policy, track=int(t))
+        except SamplingError:
+            continue
+        hop = frame_hop(track.rate)
+        start, dur = ex.start / FRAME_RATE, window / FRAME_RATE
+
+        def load(i: int) -> np.ndarray:
+            return track.load_stem(track.stems[i].name, start, dur)[: window * hop]
+
+        clips.append(Clip(
+            name=f"{track.name}@{start:g}s", category=ex.category, sample_rate=track.rate,
+            input_stems=[load(i) for i in ex.inputs], target=load(ex.target), frames=frames,
+            info={"track": track.name, "start_s": start, "inputs": [track.stems[i].name for i in ex.inputs],
+                  "target": track.stems[ex.target].name},
+        ))
+    if len(clips) < n:
+        raise SweepError(f"only {len(clips)} usable test clips of {seconds} s in {root} ({split}), wanted {n}")
+    return clips
+
+
+def random_pairing(clips: Sequence[Clip], seed: int = 0) -> list[np.ndarray]:
+    """The floor: for each clip, the target stem of another clip of the same category (another clip
+    of any category when none shares it)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, c in enumerate(clips):
+        same = [j for j, d in enumerate(clips) if j != i and d.category == c.category]
+        pool = same or [j for j in range(len(clips)) if j != i]
+        if not pool:
+            raise SweepError("the random-pairing floor needs at least two clips")
+        out.append(clips[int(rng.choice(pool))].target[: c.frames * _hop(c)])
+    return out
+
+
+def _hop(clip: Clip) -> int:
+    return clip.sample_rate // FRAME_RATE
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def generate(entry: ModelEntry, clips: Sequence[Clip], codec, *, seed: int = 0,
+             prompt_seconds: float = 0.0, paired: bool = True) -> tuple[list[np.ndarray], float]:
+    """Run one system on every clip: streaming models through ``stream.stream``, the offline prefix
+    decoder on the whole input. ``paired=False`` feeds each clip the input of the next clip
+    (paper A.2's "random input" control). Returns (generated stems, mean RTF)."""
+    from streamlib.stream import stream
+
+    acc = entry.load()
+    out, rtfs = [], []
+    for i, clip in enumerate(clips):
+        src = clip if paired else clips[(i + 1) % len(clips)]
+        if entry.kind == "offline_prefix":
+            t0 = time.perf_counter()
+            audio = _offline(acc, codec, src.input_mix[: clip.frames * _hop(clip)], clip.category, seed + i)
+            rtfs.append(to_seconds(clip.frames) / (time.perf_counter() - t0))
+        else:
+            res = stream(acc, codec, src.input_mix, clip.category, seed=seed + i, output_frames=clip.frames,
+                         prompt_audio=clip.target if prompt_seconds else None, prompt_seconds=prompt_seconds)
+            audio = res.accompaniment
+            rtfs.append(res.rtf)
+        out.append(audio[: clip.frames * _hop(clip)])
+    return out, float(np.mean(rtfs))
+
+
+def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int) -> np.ndarray:
+    """The offline prefix decoder: the whole input first, then every output frame."""
+    torch.manual_seed(seed)
+    codes = codec.encode(torch.from_numpy(input_audio)[None, None], n_q=acc.cfg.n_q)[0]
+    gen = acc.generator(category)
+    gen.feed_input(codes)
+    out = gen.generate(codes.shape[-1])
+    return codec.decode(out[None]).reshape(-1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequence[Clip], scorer,
+          *, entry: ModelEntry | None = None, rtf: float | None = None, seed: int = 0) -> list[dict]:
+    """Tidy rows (one per metric) for one system's generated stems on ``clips``."""
+    base = {
+        "system": system, "kind": kind,
+        "tf_frames": entry.tf if entry and entry.tf is not None else "",
+        "k_frames": entry.k if entry and entry.k is not None else "",
+        "tf_s": to_seconds(entry.tf) if entry and entry.tf is not None else "",
+        "k_s": to_seconds(entry.k) if entry and entry.k is not None else "",
+        "clip_seconds": to_seconds(clips[0].frames), "rtf": "" if rtf is None else round(rtf, 3),
+        "checkpoint": _relative(entry.path) if entry and entry.path else "",
+    }
+    rows = []
+    for metric, (value, low, high, n, note) in scorer(generated, clips, seed=seed).items():
+        rows.append({**base, "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": n, "note": note})
+    return rows
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: _fmt(r.get(c, "")) for c in CSV_COLUMNS})
+    return path
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def read_csv(path: str | Path = DEFAULT_CSV) -> list[dict]:
+    """Rows of a sweep CSV with numbers parsed (empty cells -> None)."""
+    def parse(v: str):
+        if v == "":
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+
+    with Path(path).open() as f:
+        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer, out: str | Path | None = None,
+              *, seed: int = 0, progress: Callable[[str], None] | None = print) -> list[dict]:
+    """Every model on every clip, plus the ground-truth and random-pairing rows; CSV if ``out``."""
+    if not clips:
+        raise SweepError("no clips to sweep")
+    hop = _hop(clips[0])
+    rows = score("ground truth", "ground_truth", [c.target[: c.frames * hop] for c in clips], clips, scorer, seed=seed)
+    rows += score("random pairing", "random_floor", random_pairing(clips, seed), clips, scorer, seed=seed)
+    for entry in models:
+        t0 = time.perf_counter()
+        generated, rtf = generate(entry, clips, codec, seed=seed)
+        rows += score(entry.label, entry.kind, generated, clips, scorer, entry=entry, rtf=rtf, seed=seed)
+        if progress:
+            progress(f"{entry.label}: {len(clips)} clips in {time.perf_counter() - t0:.1f} s (RTF {rtf:.2f})")
+    if out is not None:
+        write_csv(rows, out)
+    return rows
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def sweep_figure(rows: Sequence[dict], metric: str, title: str | None = None):
+    """Paper-style figure: ``metric`` vs t_f (s), one line per k with CI error bars; the random-pairing
+    floor, the ground truth and the offline prefix decoder as horizontal lines."""
+    import plotly.graph_objects as go
+
+    mine = [r for r in rows if r["metric"] == metric]
+    if not mine:
+        raise SweepError(f"no rows for metric {metric!r}")
+    fig = go.Figure()
+    ks = sorted({r["k_s"] for r in mine if r["kind"] == "streaming"})
+    for k in ks:
+        pts = sorted((r for r in mine if r["kind"] == "streaming" and r["k_s"] == k), key=lambda r: r["tf_s"])
+        fig.add_trace(go.Scatter(
+            x=[r["tf_s"] for r in pts], y=[r["value"] for r in pts], mode="lines+markers", name=f"k = {k:g} s",
+            error_y=dict(type="data", symmetric=False,
+                         array=[_nz(r["ci_high"], r["value"]) - r["value"] for r in pts],
+                         arrayminus=[r["value"] - _nz(r["ci_low"], r["value"]) for r in pts]),
+        ))
+    styles = {"random_floor": ("dot", "grey"), "offline_prefix": ("dash", "black"), "ground_truth": ("solid", "green")}
+    for r in mine:
+        if r["kind"] in styles:
+            dash, colour = styles[r["kind"]]
+            fig.add_hline(y=r["value"], line_dash=dash, line_color=colour,
+                          annotation_text=r["system"], annotation_position="top left")
+    note = next((r["note"] for r in mine if r.get("note")), "")
+    fig.update_layout(
+        title=title or f"{metric} vs future visibility" + (f" ({note})" if note else ""),
+        xaxis_title="future visibility t_f (s)", yaxis_title=metric, height=420,
+    )
+    return fig
+
+
+def _nz(v, default: float = 0.0) -> float:
+    return v if isinstance(v, (int, float)) else default
+
+
+# ----------------------------------------------------------------------------- the paper's findings
+
+
+def _streaming(rows, metric):
+    return [r for r in rows if r["metric"] == metric and r["kind"] == "streaming"]
+
+
+def _one(rows, metric, kind):
+    return next((r for r in rows if r["metric"] == metric and r["kind"] == kind), None)
+
+
+def paper_findings(rows: Sequence[dict], higher_better: dict[str, bool] | None = None) -> list[dict]:
+    """Check the paper's qualitative findings (REFERENCE section 8) on sweep rows.
+
+    Each finding: ``claim``, ``metric``, ``ours`` (the numbers it rests on), ``reproduces`` (True,
+    False, or None when the grid lacks the needed points). The tests are simple and stated:
+    rise = mean over t_f > 0 above mean over t_f <= 0 (smallest k having both); near floor = every
+    t_f <= 0 model within a quarter of the floor-to-ground-truth gap of the floor; larger k hurts
+    for t_f < 0 = the larger k scores worse on average over the t_f < 0 both have; offline beats
+    streaming = the offline prefix decoder above every t_f <= 0 model; FAD flat = the spread of
+    streaming FAD within 30 % of its mean.
+    """
+    better = {"coherence": True, "beat_f1": True, "fad": False, **(higher_better or {})}
+    out = []
+
+    def sign(metric):
+        return 1.0 if better.get(metric, True) else -1.0
+
+    for metric in ("coherence", "beat_f1"):
+        rs = _streaming(rows, metric)
+        if not rs:
+            continue
+        ks = sorted({r["k_frames"] for r in rs if any(x["tf_frames"] > 0 for x in rs if x["k_frames"] == r["k_frames"])
+                     and any(x["tf_frames"] <= 0 for x in rs if x["k_frames"] == r["k_frames"])})
+        if ks:
+            sel = [r for r in rs if r["k_frames"] == ks[0]]
+            pos = float(np.mean([r["value"] for r in sel if r["tf_frames"] > 0]))
+            neg = float(np.mean([r["value"] for r in sel if r["tf_frames"] <= 0]))
+            out.append({"claim": "quality rises from t_f <= 0 to t_f > 0", "metric": metric,
+                        "ours": f"k={to_seconds(ks[0]):g}s: mean t_f>0 {pos:.3f} vs t_f<=0 {neg:.3f}",
+                        "reproduces": pos > neg})
+        else:
+            out.append({"claim": "quality rises from t_f <= 0 to t_f > 0", "metric": metric,
+                        "ours": "grid lacks t_f > 0 and t_f <= 0 at one k", "reproduces": None})
+        floor, truth = _one(rows, metric, "random_floor"), _one(rows, metric, "ground_truth")
+        nonpos = [r for r in rs if r["tf_frames"] <= 0]
+        if floor and truth and nonpos:
+            gap = abs(truth["value"] - floor["value"])
+            worst = max(abs(r["value"] - floor["value"]) for r in nonpos)
+            out.append({"claim": "t_f <= 0 sits near the random-pairing floor", "metric": metric,
+                        "ours": f"floor {floor['value']:.3f}, ground truth {truth['value']:.3f}, t_f<=0 models "
+                                f"{min(r['value'] for r in nonpos):.3f}..{max(r['value'] for r in nonpos):.3f}",
+                        "reproduces": worst <= 0.25 * gap})
+        offline = _one(rows, metric, "offline_prefix")
+        if offline and nonpos:
+            best = max(sign(metric) * r["value"] for r in nonpos) * sign(metric)
+            out.append({"claim": "the offline prefix decoder beats streaming at t_f <= 0", "metric": metric,
+                        "ours": f"offline {offline['value']:.3f} vs best t_f<=0 {best:.3f}",
+                        "reproduces": sign(metric) * offline["value"] > sign(metric) * best})
+    rs = _streaming(rows, "coherence")
+    ks = sorted({r["k_frames"] for r in rs})
+    if len(ks) >= 2:
+        diffs = []
+        for small, large in zip(ks, ks[1:]):
+            for tf in {r["tf_frames"] for r in rs if r["tf_frames"] < 0}:
+                a = [r["value"] for r in rs if r["k_frames"] == small and r["tf_frames"] == tf]
+                b = [r["value"] for r in rs if r["k_frames"] == large and r["tf_frames"] == tf]
+                if a and b:
+                    diffs.append(b[0] - a[0])
+        out.append({"claim": "for t_f < 0 a larger k hurts coherence", "metric": "coherence",
+                    "ours": f"mean change with larger k: {np.mean(diffs):+.3f} over {len(diffs)} pairs" if diffs
+                    else "no t_f < 0 shared by two k", "reproduces": bool(np.mean(diffs) < 0) if diffs else None})
+    fad = _streaming(rows, "fad")
+    if len(fad) >= 2:
+        v = np.array([r["value"] for r in fad])
+        spread = float((v.max() - v.min()) / max(abs(v.mean()), 1e-12))
+        out.append({"claim": "FAD stays roughly flat across t_f", "metric": "fad",
+                    "ours": f"streaming FAD {v.min():.3g}..{v.max():.3g} (spread {spread:.0%} of the mean)",
+                    "reproduces": spread <= 0.3})
+    return out
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, clips: int = 8, seconds: float = 10.0,
+                  seed: int = 0, codec_path: str | Path | None = None, figures: bool = True,
+                  only: str | None = None) -> tuple[list[dict], list[Path]]:
+    """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures."""
+    import re
+
+    from streamlib.codec import load_codec
+
+    models = shipped_models(checkpoints)
+    if only:
+        models = [m for m in models if re.search(only, m.path.stem)]
+    if not models:
+        raise SweepError(f"no accompanist checkpoints in {checkpoints or 'checkpoints/models'} (book_tf*_k*.safetensors)")
+    codec = load_codec(codec_path)
+    from streamlib.tokens.delay import added_latency_frames
+
+    delay = added_latency_frames(models[0].load().cfg.n_q)  # the delay pattern's D (streamlib.stream)
+    lookahead = max([m.tf + delay for m in models if m.tf is not None] + [0])
+    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=codec.sample_rate)
+    rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed)
+    written = []
+    if figures:
+        for metric in sorted({r["metric"] for r in rows}):
+            path = Path(out).with_name(f"{Path(out).stem}_{metric}.html")
+            sweep_figure(rows, metric).write_html(path, include_plotlyjs="cdn")
+            written.append(path)
+    return rows, written

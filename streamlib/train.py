@@ -1,0 +1,428 @@
+"""Training the accompanist: k = 1, k > 1 prefix decoder, offline prefix baseline (chapter 7, "Training").
+
+One entry point, ``train(run)``, serves the CLI (``python -m streamlib train``), the notebooks and
+the tests. What it does each step:
+
+* draws a global batch of windows from the token cache (``TokenWindows``), deterministically from
+  ``(seed, step)``, so that a resumed run sees exactly the batches an uninterrupted one would;
+* aligns them for the model's t_f (``streamlib.tokens.visibility.align``) or, offline, as the whole
+  input followed by the output (``align_offline_prefix``);
+* k = 1: a causal pass, loss on every output token; k > 1 (paper A.6): a prefix length
+  l ~ U{0, k, ..., T - k} per batch, loss on the k steps after it only, no input term inside the chunk;
+* AdamW, linear warm-up then cosine decay to a floor, gradient clipping, bf16 autocast where the
+  device supports it; validation loss every ``val_every`` steps; a CSV log and a progress bar;
+* writes ``train_state.pt`` atomically (model, optimiser, step, RNG, log) every ``save_every_s``
+  seconds and at the end: ``train(run)`` on the same ``out`` folder resumes from it exactly.
+
+Several processes (``torchrun --nproc_per_node N -m streamlib train ...``) split each global batch
+(DDP; gloo on CPUs, NCCL on GPUs); the loss is normalised by the global token count, so N
+processes take the same steps as one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamlib.checkpoint import (
+    CheckpointError, file_sha256, hardware, load_training_state, rng_state, save_training_state, set_rng_state,
+)
+from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, get_device
+from streamlib.model.accompanist import Accompanist, token_loss
+from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
+
+LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: which model, on which tokens, for how long, written where."""
+
+    tokens: str  # token cache folder (python -m streamlib tokenize)
+    out: str  # run folder: train_state.pt, log.csv
+    tf: int = 0  # frames
+    k: int = 1  # frames
+    offline: bool = False  # the offline prefix decoder (tf, k ignored)
+    steps: int | None = None  # default: the preset's
+    seed: int = 0
+    policy: str = "paper"  # input mixtures: "paper" (N_in ~ U{1..N-1}), "public" (all others) or "both"
+    val_every: int = 200
+    val_windows: int = 32
+    save_every_s: float = 120.0
+    max_minutes: float | None = None  # stop (and save) after this long; resume later
+
+    def spec(self, window: int) -> StreamSpec | None:
+        return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
+
+
+def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    """Linear warm-up to ``peak_lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``total``."""
+    if step < cfg.warmup_steps:
+        return cfg.peak_lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (cfg.peak_lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off: CUDA with bf16, or a CPU with native bf16 (AVX-512 BF16 / AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def make_batch(ds, indices, draw: int) -> dict[str, torch.Tensor]:
+    items = [ds.item(int(i), draw) for i in indices]
+    return {
+        "input": torch.stack([it["input"] for it in items]),
+        "target": torch.stack([it["target"] for it in items]),
+        "category": torch.tensor([it["category"] for it in items]),
+    }
+
+
+def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> Aligned:
+    x, y, c = batch["input"].to(device), batch["target"].to(device), batch["category"].to(device)
+    return align_offline_prefix(x, y, c) if offline else align(x, y, c, tf)
+
+
+def batch_loss(model: Accompanist, aligned: Aligned, k: int, prefix: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``."""
+    if prefix is None:
+        return model.loss(aligned)
+    keep, mask = chunk_masks(aligned, prefix, k)
+    return model.loss(aligned, mask, keep, length=prefix + k)
+
+
+def draw_prefix(seed: int, step: int, window: int, k: int) -> int:
+    """l ~ U{0, k, 2k, ..., T - k} (paper A.6), the same on every process."""
+    return k * int(np.random.default_rng([seed, step, 7]).integers(0, window // k))
+
+
+def validation_prefixes(i: int, window: int, k: int, n: int = 4) -> list[int]:
+    """Fixed prefixes at which a k > 1 model is validated on window ``i``."""
+    rng = np.random.default_rng([1234, i])
+    return sorted({k * int(p) for p in rng.integers(0, window // k, size=n)})
+
+
+@torch.no_grad()
+def evaluate(model: Accompanist, windows: dict[str, torch.Tensor], k: int, offline: bool,
+             device: torch.device, batch_size: int = 8) -> float:
+    """Mean cross entropy per target token on fixed windows (the number on every card).
+
+    k = 1 and offline: every output token; k > 1: the chunks after a few fixed prefixes per window.
+    """
+    was = model.training
+    model.eval()
+    tf = 0 if model.spec is None else model.spec.tf
+    total, count = 0.0, 0
+    n = windows["input"].shape[0]
+    for lo in range(0, n, batch_size):
+        part = {key: v[lo : lo + batch_size] for key, v in windows.items()}
+        aligned = aligned_batch(part, tf, offline, device)
+        if k == 1 or offline:
+            s, c = model.loss(aligned)
+            total, count = total + float(s), count + int(c)
+            continue
+        for j in range(part["input"].shape[0]):
+            one = aligned_batch({key: v[j : j + 1] for key, v in part.items()}, tf, offline, device)
+            for prefix in validation_prefixes(lo + j, one.length, k):
+                s, c = batch_loss(model, one, k, prefix)
+                total, count = total + float(s), count + int(c)
+    model.train(was)
+    return total / max(count, 1)
+
+
+def validation_windows(tokens: str | Path, window: int, n_q: int, n: int, policy: str = "paper") -> dict[str, torch.Tensor]:
+    """``n`` fixed validation windows spread over the validation split."""
+    from streamlib.codec.tokenize import TokenWindows
+
+    ds = TokenWindows(tokens, "validation", window, n_q=n_q, policy=policy, seed=0)
+    idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
+    return make_batch(ds, idx, draw=0)
+
+
+def codec_tables(tokens: str | Path, n_q: int, codec=None) -> tuple[list[torch.Tensor], str | None]:
+    """The frozen input codebooks of the codec that made the token cache, and its hash."""
+    import json
+
+    from streamlib.codec import default_checkpoint, load_codec
+
+    meta_path = Path(tokens) / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if codec is None:
+        codec = load_codec()
+        sha = file_sha256(default_checkpoint())
+        if meta.get("codec_sha256") not in (None, sha):
+            raise CheckpointError(f"{tokens} was made with codec {meta.get('codec_sha256')}, but the codec "
+                                  f"checkpoint is {sha}: re-run python -m streamlib tokenize")
+    else:
+        sha = meta.get("codec_sha256")
+    return codec.codebook_tables(n_q), sha
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+def _dist_setup(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _all_sum(value: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _identity(run: dict) -> dict:
+    """The fields that make a run itself (how long or how often it saves may change on resume)."""
+    return {k: v for k, v in run.items() if k not in ("steps", "max_minutes", "save_every_s", "val_every", "out")}
+
+
+def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | None = None,
+          progress: bool = True, log=print, on_step=None) -> dict:
+    """Train (or resume) ``run`` with ``preset``'s model and optimiser settings; returns a summary.
+
+    ``codec`` supplies the frozen input codebooks (default: the shipped codec, checked against the
+    token cache's codec hash). ``on_step(row)`` is called after every step with its log row (a
+    notebook can draw the curve live). The state is saved on any exit, Ctrl-C included.
+    """
+    from tqdm.auto import tqdm
+
+    from streamlib.codec.tokenize import TokenWindows
+
+    mcfg, tcfg = preset.model, preset.train
+    window = tcfg.window_frames
+    if run.offline and 2 * window > mcfg.max_frames:
+        window = mcfg.max_frames // 2  # the offline layout is input then output: 2T positions
+    if not run.offline:
+        spec = run.spec(window)  # validates t_f and k against the window
+        if spec.k > 1 and window % spec.k:
+            raise ConfigError(f"k={spec.k} frames must divide the window of {window} frames")
+    total = int(run.steps or tcfg.steps)
+    device = get_device(device) if not isinstance(device, torch.device) else device
+    rank, world = _dist_setup(device)
+    if tcfg.batch_size % world:
+        raise ConfigError(f"batch_size {tcfg.batch_size} is not divisible by {world} processes")
+    local = tcfg.batch_size // world
+
+    torch.manual_seed(run.seed)
+    tables, codec_sha = codec_tables(run.tokens, mcfg.n_q, codec)
+    model = Accompanist(mcfg, tables, run.spec(window), offline=run.offline).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tcfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.peak_lr, betas=tcfg.betas)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+
+    out = Path(run.out)
+    state_path = out / "train_state.pt"
+    step, history, wall = 0, [], 0.0
+    if state_path.exists():
+        state = load_training_state(state_path)
+        if _identity(state.get("run", {})) != _identity(dataclasses.asdict(run)):
+            raise CheckpointError(f"{state_path} belongs to another run ({state.get('run')}); use a new --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step, history, wall = int(state["step"]), list(state["history"]), float(state["wall_seconds"])
+        if rank == 0:
+            log(f"resumed {state_path} at step {step}")
+
+    ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed)
+    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy)
+    use_bf16 = tcfg.bf16 and bf16_supported(device)
+
+    def save() -> None:
+        if rank != 0:
+            return
+        save_training_state(state_path, {
+            "run": dataclasses.asdict(run), "preset": preset.name, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "history": history,
+            "wall_seconds": wall, "codec_sha256": codec_sha, "window": window, "hardware": hardware(),
+        })
+        with open(out / "log.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            w.writeheader()
+            w.writerows(history)
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=total, initial=step, desc=f"train {'offline' if run.offline else spec.tag}",
+               disable=not progress or rank != 0)
+    started, last_save = time.perf_counter(), time.perf_counter()
+    wall0 = wall
+    model.train()
+    try:
+        while step < total:
+            lr = lr_at(step, tcfg, total)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = np.random.default_rng([run.seed, step]).integers(0, len(ds), size=tcfg.batch_size)
+            batch = make_batch(ds, idx[rank * local : (rank + 1) * local], draw=step + 1)
+            aligned = aligned_batch(batch, run.tf, run.offline, device)
+            prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                if prefix is None:
+                    keep, mask, length = None, None, None
+                else:
+                    keep, mask = chunk_masks(aligned, prefix, run.k)
+                    length = prefix + run.k
+                n = aligned.length if length is None else length
+                logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n],
+                             aligned.output_tokens[..., :n], None if keep is None else keep[..., :n])
+            summed, count = token_loss(logits, aligned.targets[..., :n],
+                                       (aligned.loss_mask if mask is None else mask)[..., :n])
+            global_count = _all_sum(count.detach().float(), world)
+            loss = summed * world / global_count.clamp(min=1)  # DDP averages: this gives the global mean
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            opt.step()
+            step += 1
+            train_loss = float(_all_sum(summed.detach(), world) / global_count.clamp(min=1))
+            wall = wall0 + time.perf_counter() - started
+            row = {"step": step, "lr": lr, "train_loss": round(train_loss, 5), "val_loss": "",
+                   "tokens": int(global_count), "seconds": round(wall, 1)}
+            if step % run.val_every == 0 or step == total:
+                row["val_loss"] = round(evaluate(model, val, run.k, run.offline, device), 5)
+            history.append(row)
+            if on_step is not None:
+                on_step(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val=row["val_loss"] or "-")
+            if time.perf_counter() - last_save > run.save_every_s:
+                save()
+                last_save = time.perf_counter()
+            if run.max_minutes is not None and (time.perf_counter() - started) > 60 * run.max_minutes:
+                if rank == 0:
+                    log(f"stopping after {run.max_minutes} minutes at step {step}; run again to resume")
+                break
+    finally:
+        save()  # also on Ctrl-C: the run resumes from here
+        bar.close()
+    val_losses = [r["val_loss"] for r in history if r["val_loss"] != ""]
+    return {"step": step, "total": total, "wall_seconds": wall, "val_loss": val_losses[-1] if val_losses else None,
+            "history": history, "model": model, "window": window, "codec_sha256": codec_sha, "bf16": use_bf16}
+
+
+__all__ = ["Run", "batch_loss", "bf16_supported", "draw_prefix", "evaluate", "lr_at", "train", "validation_windows"]
+
+
+# ----------------------------------------------------------------------------- shipping a model
+
+
+def save_val_fixture(windows: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Store validation windows (int16 codes) so tests can re-score shipped models without the data set."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, input=windows["input"].numpy().astype(np.int16),
+                        target=windows["target"].numpy().astype(np.int16),
+                        category=windows["category"].numpy().astype(np.int8))
+
+
+def load_val_fixture(path: str | Path) -> dict[str, torch.Tensor]:
+    with np.load(path) as z:
+        return {"input": torch.from_numpy(z["input"].astype(np.int64)),
+                "target": torch.from_numpy(z["target"].astype(np.int64)),
+                "category": torch.from_numpy(z["category"].astype(np.int64))}
+
+
+def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
+    """Validation loss of ``acc`` on ``windows`` cropped to its training window (the cards' number)."""
+    k = 1 if acc.spec is None else acc.spec.k
+    cropped = {key: (v[..., :window] if v.dim() == 3 else v) for key, v in windows.items()}
+    return evaluate(acc, cropped, k, acc.offline, torch.device("cpu"))
+
+
+def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path | None = None,
+                 commands: list[str] | None = None, half: str = "auto") -> dict:
+    """Write ``out`` (safetensors) + card from a finished run's ``train_state.pt``.
+
+    The card holds config, (t_f, k), codec hash, data, steps, wall time, hardware, the loss curve,
+    the validation loss on the run's validation windows and on ``fixture`` (the windows the tests
+    re-score), and the fp16 check: weights are stored in half precision when that moves the fixture
+    loss by less than 1e-3 nats.
+    """
+    import json
+
+    from streamlib.config import ModelConfig, config_from_dict, get_preset
+    from streamlib.model.accompanist import save_accompanist
+
+    state = load_training_state(state_path)
+    run = Run(**state["run"])
+    preset = get_preset(state["preset"])
+    window = int(state["window"])
+    tables = state["model"]["input_tables"]
+    acc = Accompanist(preset.model, tables, run.spec(window), offline=run.offline)
+    acc.load_state_dict(state["model"])
+    acc.eval()
+    val = validation_windows(run.tokens, window, preset.model.n_q, run.val_windows, run.policy)
+    val_loss = score_windows(acc, val, window)
+    fx = None
+    if fixture is not None:
+        fixture = Path(fixture)
+        if not fixture.exists():
+            save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, preset.model.n_q, 8, run.policy),
+                             fixture)
+        fx = load_val_fixture(fixture)
+    fx_loss = score_windows(acc, fx, window) if fx is not None else None
+    fp16 = None
+    if fx is not None:
+        half_acc = Accompanist(preset.model, tables, run.spec(window), offline=run.offline).eval()
+        half_acc.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in acc.state_dict().items()})
+        fp16 = {"fixture_loss_fp32": fx_loss, "fixture_loss_fp16": score_windows(half_acc, fx, window)}
+    use_half = half == "yes" or (half == "auto" and fp16 is not None
+                                 and abs(fp16["fixture_loss_fp16"] - fp16["fixture_loss_fp32"]) < 1e-3)
+    meta_path = Path(run.tokens) / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    hist = state["history"]
+    every = max(1, len(hist) // 100)
+    card = {
+        "preset": preset.name,
+        "run": state["run"],
+        "window_frames": window,
+        "codec_sha256": state.get("codec_sha256"),
+        "data": {"tokens": str(run.tokens), "dataset": meta.get("dataset"), "tracks": meta.get("tracks"),
+                 "policy": run.policy, "token_seed": meta.get("seed")},
+        "steps": int(state["step"]),
+        "batch_size": preset.train.batch_size,
+        "wall_seconds": round(float(state["wall_seconds"]), 1),
+        "hardware": state.get("hardware"),
+        "val_loss": round(val_loss, 5),
+        "val_windows": int(val["input"].shape[0]),
+        "fixture": None if fixture is None else {"path": Path(fixture).name, "loss": round(fx_loss, 5)},
+        "fp16_check": fp16,
+        "loss_curve": {key: [r[key] for r in hist[::every]] for key in ("step", "train_loss")},
+        "val_curve": [(r["step"], r["val_loss"]) for r in hist if r["val_loss"] != ""],
+        "reproduce": commands or [],
+    }
+    save_accompanist(out, acc, card, half=use_half)
+    return card
+
+
+__all__ += ["export_model", "load_val_fixture", "save_val_fixture", "score_windows"]

@@ -1,0 +1,177 @@
+"""Causal codec (chapter 3): causality, streaming == batch, checkpoints, input checks, training resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from streamlib.audio import AudioError
+from streamlib.checkpoint import CheckpointError, save_weights
+from streamlib.codec import CausalCodec, SampleRateError, load_codec
+from streamlib.codec.model import CausalDAC
+from streamlib.config import get_preset
+
+CFG = get_preset("debug").codec
+
+
+@pytest.fixture(scope="module")
+def codec() -> CausalCodec:
+    torch.manual_seed(0)
+    return CausalCodec(CFG, CausalDAC(CFG))
+
+
+def _audio(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 * torch.randn(batch, 1, frames * CFG.hop, generator=g)
+
+
+def test_hop_is_fifty_hz():
+    for name in ("paper", "book", "debug"):
+        c = get_preset(name).codec
+        assert c.sample_rate // c.hop == 50 and c.sample_rate % c.hop == 0
+
+
+@pytest.mark.parametrize("n", [0, 3, 11])
+def test_codes_are_causal(codec, n):
+    x = _audio(2, 16)
+    y = x.clone()
+    cut = (n + 1) * codec.hop  # first sample after frame n
+    y[..., cut:] = torch.randn_like(y[..., cut:])
+    a, b = codec.encode(x), codec.encode(y)
+    assert torch.equal(a[..., : n + 1], b[..., : n + 1])
+    assert not torch.equal(a[..., n + 1 :], b[..., n + 1 :])  # the later frames do see the change
+
+
+def test_decoder_is_causal_and_aligned(codec):
+    codes = codec.encode(_audio(1, 12))
+    other = codes.clone()
+    other[..., 6:] = (other[..., 6:] + 1) % codec.codebook_size
+    a, b = codec.decode(codes), codec.decode(other)
+    assert a.shape[-1] == 12 * codec.hop
+    assert torch.equal(a[..., : 6 * codec.hop], b[..., : 6 * codec.hop])
+    assert not torch.allclose(a[..., 6 * codec.hop :], b[..., 6 * codec.hop :])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_streaming_encoder_equals_batch(codec, seed):
+    rng = np.random.default_rng(seed)
+    x = _audio(2, 20, seed)[..., : 20 * codec.hop - int(rng.integers(0, codec.hop))]  # a partial last frame too
+    whole = codec.encode(x, chunk_seconds=0)
+    enc = codec.stream_encoder(batch=2)
+    parts, i = [], 0
+    while i < x.shape[-1]:
+        n = int(rng.integers(1, 3 * codec.hop))
+        parts.append(enc.push(x[..., i : i + n]))
+        i += n
+    parts.append(enc.flush())
+    assert torch.equal(torch.cat(parts, dim=-1), whole)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_streaming_decoder_equals_batch(codec, seed):
+    rng = np.random.default_rng(seed)
+    codes = codec.encode(_audio(2, 24, seed))
+    whole = codec.decode(codes[:, :3])
+    dec = codec.stream_decoder(batch=2)
+    parts, i = [], 0
+    while i < codes.shape[-1]:
+        n = int(rng.integers(1, 6))
+        parts.append(dec.push(codes[:, :3, i : i + n]))
+        i += n
+    torch.testing.assert_close(torch.cat(parts, dim=-1), whole, atol=1e-5, rtol=0)
+
+
+def test_chunked_encode_equals_single_pass(codec):
+    x = _audio(1, 120)  # 2.4 s: encode() streams it in 1 s chunks by default
+    assert torch.equal(codec.encode(x), codec.encode(x, chunk_seconds=0))
+
+
+def test_embedding_is_sum_of_tables(codec):
+    codes = codec.encode(_audio(2, 9))
+    tables = codec.codebook_tables(3)
+    assert [tuple(t.shape) for t in tables] == [(codec.codebook_size, codec.latent_dim)] * 3
+    by_tables = sum(t[codes[:, q]] for q, t in enumerate(tables)).transpose(1, 2)
+    torch.testing.assert_close(by_tables, codec.embed_codes(codes[:, :3]), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_input(codec):
+    x = _audio(1, 4)
+    with pytest.raises(SampleRateError, match="44100 Hz"):
+        codec.encode(x, sample_rate=44_100)
+    bad = x.clone()
+    bad[0, 0, 5] = float("nan")
+    with pytest.raises(AudioError, match="NaN"):
+        codec.encode(bad)
+    bad[0, 0, 5] = float("inf")
+    with pytest.raises(AudioError):
+        codec.encode(bad)
+    with pytest.raises(ValueError, match="levels"):
+        codec.decode(torch.zeros(1, CFG.n_codebooks + 1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="0.."):
+        codec.decode(torch.full((1, 1, 3), CFG.codebook_size))
+
+
+def test_stereo_is_downmixed_by_averaging(codec):
+    left, right = _audio(1, 6, 1), _audio(1, 6, 2)
+    stereo = torch.cat([left, right], dim=1)
+    assert torch.equal(codec.encode(stereo), codec.encode((left + right) / 2))
+    assert torch.equal(codec.encode(left[:, 0]), codec.encode(left))  # [B, N] is mono
+
+
+def test_checkpoint_round_trip(codec, tmp_path):
+    path = tmp_path / "c.safetensors"
+    save_weights(path, codec.model.state_dict(), {"config": dataclasses.asdict(CFG)})
+    loaded = load_codec(path)
+    x = _audio(1, 10)
+    assert torch.equal(loaded.encode(x), codec.encode(x))
+    torch.testing.assert_close(loaded.decode(codec.encode(x)), codec.decode(codec.encode(x)), atol=1e-5, rtol=0)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_codec(tmp_path / "missing.safetensors")
+    bigger = dataclasses.replace(CFG, decoder_dim=32)
+    save_weights(path, codec.model.state_dict(), {"config": dataclasses.asdict(bigger)})
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_codec(path)
+
+
+def _tiny_dataset(root, seconds: float = 2.0, tracks: int = 2, sr: int = 16_000):
+    t = np.arange(int(seconds * sr)) / sr
+    for i in range(tracks):
+        d = root / "train" / f"Track{i + 1:05d}"
+        (d / "stems").mkdir(parents=True)
+        stems = [0.3 * np.sin(2 * np.pi * (110 * (k + 1) + 7 * i) * t) * (t * 4 % 1 < 0.5) for k in range(2)]
+        for k, s in enumerate(stems):
+            sf.write(str(d / "stems" / f"S{k:02d}.flac"), s, sr, subtype="PCM_16")
+        sf.write(str(d / "mix.flac"), np.sum(stems, axis=0) / 2, sr, subtype="PCM_16")
+
+
+def test_training_resumes_exactly(tmp_path):
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.1, warmup_steps=2, bf16=False, log_every=1,
+                           save_every_seconds=1e9)
+    straight = train_codec(CFG, cfg, tmp_path / "data", tmp_path / "a", progress=False)
+    train_codec(CFG, dataclasses.replace(cfg, steps=2), tmp_path / "data", tmp_path / "b", progress=False)
+    resumed = train_codec(CFG, cfg, tmp_path / "data", tmp_path / "b", progress=False)
+    assert resumed.step == straight.step == 4
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    log = (tmp_path / "a" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,") and len(log) == 5
+    assert np.isfinite(straight.last["mel"]) and straight.last["mel"] > 0
+
+
+def test_gan_training_runs_and_resumes(tmp_path):
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=2, batch_size=1, excerpt_seconds=0.25, warmup_steps=1, bf16=False, gan=True,
+                           save_every_seconds=1e9)
+    first = train_codec(CFG, cfg, tmp_path / "data", tmp_path / "run", progress=False)
+    assert {"adversarial", "feature", "discriminator"} <= set(first.last)
+    more = train_codec(CFG, dataclasses.replace(cfg, steps=3), tmp_path / "data", tmp_path / "run", progress=False)
+    assert more.step == 3 and np.isfinite(more.last["discriminator"])

@@ -1,0 +1,170 @@
+"""The accompanist: causality by perturbation, KV cache == full pass, greedy generation is
+consistent with teacher forcing, the k > 1 chunk rule, checkpoint round trip and mismatches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamlib.checkpoint import CheckpointError
+from streamlib.codec import CausalCodec
+from streamlib.config import ConfigError, StreamSpec, get_preset
+from streamlib.model import Accompanist, load_accompanist, save_accompanist
+from streamlib.tokens.categories import CODE_OFFSET
+from streamlib.tokens.visibility import align, chunk_masks, last_visible_input, predicting_position
+
+PRESET = get_preset("debug")
+SIZE = PRESET.codec.codebook_size
+
+
+@pytest.fixture(scope="module")
+def tables():
+    torch.manual_seed(0)
+    return CausalCodec(PRESET.codec).codebook_tables(PRESET.model.n_q)
+
+
+def make(tables, tf: int, k: int = 1, seed: int = 0) -> Accompanist:
+    torch.manual_seed(seed)
+    acc = Accompanist(PRESET.model, tables, StreamSpec(tf=tf, k=k, window=60)).eval()
+    with torch.no_grad():
+        acc.gate.fill_(1.0)  # trained models have g != 0; at g = 0 the outputs would be ignored
+    return acc
+
+
+def codes(t: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, SIZE, (1, 4, t), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("tf", [-5, -1, 0, 1, 3])
+def test_causality_by_perturbation(tables, tf):
+    acc, t = make(tables, tf), 32
+    x, y = codes(t, 1), codes(t, 2)
+    base = acc(*_streams(align(x, y, 2, tf)))
+    for changed in (8, 20):
+        x2 = x.clone()
+        x2[..., changed:] = (x2[..., changed:] + 1) % SIZE
+        logits = acc(*_streams(align(x2, y, 2, tf)))
+        moved = (logits - base).abs().amax(dim=-1)[0] > 0  # [Q, L]
+        for q in range(4):
+            for f in range(t):
+                pos = predicting_position(f, q, tf)
+                if pos >= moved.shape[1]:
+                    continue
+                sees_change = last_visible_input(f, q, tf) >= changed
+                assert bool(moved[q, pos]) == sees_change, (q, f, pos)
+
+
+def _streams(a):
+    return a.input_codes, a.input_pad_mask, a.output_tokens
+
+
+def test_kv_cache_equals_full_pass(tables):
+    acc, t = make(tables, 0), 24
+    a = align(codes(t, 3), codes(t, 4), 5, 0)
+    full = acc(*_streams(a))
+    cache = acc.backbone.new_cache()
+    parts = []
+    for lo, hi in ((0, 5), (5, 6), (6, 15), (15, 24)):  # uneven chunks, as a streaming loop feeds them
+        parts.append(acc(a.input_codes[..., lo:hi], a.input_pad_mask[..., lo:hi], a.output_tokens[..., lo:hi], cache=cache))
+    assert torch.allclose(torch.cat(parts, dim=2), full, atol=1e-5)
+
+
+def test_kv_cache_truncate_and_slide(tables):
+    acc = make(tables, 0)
+    a = align(codes(20, 5), codes(20, 6), 1, 0)
+    cache = acc.backbone.new_cache()
+    first = acc(*_streams(a), cache=cache)
+    cache.truncate(12)
+    again = acc(a.input_codes[..., 12:], a.input_pad_mask[..., 12:], a.output_tokens[..., 12:], cache=cache)
+    assert torch.allclose(again, first[:, :, 12:], atol=1e-5)
+    small = acc.backbone.new_cache()
+    small.max_positions = 8
+    acc(*_streams(a), cache=small)
+    assert small.length == 8 and small.next_position == 20 and small.dropped == 12
+
+
+@pytest.mark.parametrize("tf", [-4, 0, 2])
+def test_greedy_generation_matches_teacher_forcing(tables, tf):
+    """Greedy (top-k 1) decoding with the cache is a fixed point of the full teacher-forced pass."""
+    acc, t = make(tables, tf), 16
+    x = codes(t + 8, 7)
+    gen = acc.generator(4, top_k=1)
+    gen.feed_input(x[0])
+    out = torch.cat([gen.generate(5), gen.generate(1), gen.generate(10)], dim=1)
+    assert out.shape == (4, t)
+    a = align(x[..., :t], out[None], 4, tf)
+    logits = acc(*_streams(a))
+    pred = logits.argmax(-1) + CODE_OFFSET
+    assert torch.equal(pred[a.loss_mask], a.targets[a.loss_mask])
+
+
+def test_generator_never_needs_unseen_input(tables):
+    """A k > 1 chunk fed with input up to t + t_f + D gives the same codes as one fed everything,
+    once its chunk positions are re-fed: the generator refreshes them when the input arrives."""
+    tf, k = -3, 4
+    acc, t = make(tables, tf, k), 12
+    x = codes(t + 10, 8)
+    torch.manual_seed(1)
+    gen = acc.generator(2, top_k=1)
+    chunks = []
+    for start in range(0, t, k):
+        gen.feed_input(x[0, :, gen.n_input : max(start + tf + 3, 0)])
+        chunks.append(gen.generate(k))
+    assert gen.n_input == t - k + tf + 3
+    out = torch.cat(chunks, dim=1)
+    a = align(x[..., :t], out[None], 2, tf)
+    # the first token of every chunk saw its input; later ones saw no input term (training's chunk rule)
+    for prefix in range(3, t, k):
+        keep, mask = chunk_masks(a, prefix, k)
+        logits = acc(*_streams(a), input_keep=keep)
+        pred = logits.argmax(-1) + CODE_OFFSET
+        first = torch.zeros_like(mask)
+        first[..., prefix] = mask[..., prefix]
+        assert torch.equal(pred[first], a.targets[first])
+
+
+def test_prompt_forces_and_continues(tables):
+    acc = make(tables, -2)
+    truth = codes(6, 9)[0]
+    gen = acc.generator(0, top_k=1)
+    gen.feed_input(codes(30, 10)[0])
+    gen.feed_output(truth)
+    nxt = gen.generate(3)
+    assert nxt.shape == (4, 3) and gen.n_output == 9
+    assert torch.equal(gen.steps[:, 1:7][0] - CODE_OFFSET, truth[0])
+
+
+def test_fusion_gate_starts_closed(tables):
+    acc = Accompanist(PRESET.model, tables, StreamSpec(tf=0, k=1, window=60)).eval()
+    assert float(acc.gate) == 0.0
+    a = align(codes(10, 1), codes(10, 2), 0, 0)
+    b = align(codes(10, 1), codes(10, 3), 0, 0)  # other outputs, same input
+    assert torch.allclose(acc(*_streams(a)), acc(*_streams(b)))  # g = 0: output tokens not used yet
+
+
+def test_round_trip_and_mismatch(tables, tmp_path):
+    acc = make(tables, -2, 2)
+    path = tmp_path / "m.safetensors"
+    save_accompanist(path, acc, {"note": "test"})
+    back = load_accompanist(path)
+    assert back.spec == acc.spec and back.cfg == acc.cfg
+    for key, value in acc.state_dict().items():
+        assert torch.equal(value, back.state_dict()[key])
+    other = CausalCodec(PRESET.codec)  # another (random) codec
+    with pytest.raises(CheckpointError, match="another codec"):
+        back.check_codec(other)
+    card = path.with_suffix(".json")
+    card.write_text(card.read_text().replace('"d_model": 32', '"d_model": 48'))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_accompanist(path)
+    with pytest.raises(CheckpointError):
+        load_accompanist(tmp_path / "missing.safetensors")
+
+
+def test_bad_config(tables):
+    with pytest.raises(ConfigError):
+        Accompanist(PRESET.model, tables, None)
+    with pytest.raises(ConfigError):
+        Accompanist(PRESET.model, tables[:2], StreamSpec(tf=0, k=1, window=10))
+    with pytest.raises(ConfigError):
+        make(tables, 0).generator(0, temperature=0)

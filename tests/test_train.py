@@ -1,0 +1,153 @@
+"""Training: the k > 1 loss touches only the chunk, the schedule, exact resume, DDP == one process,
+export and re-scoring."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from streamlib.checkpoint import CheckpointError
+from streamlib.codec import CausalCodec
+from streamlib.config import ConfigError, StreamSpec, get_preset
+from streamlib.model import Accompanist, load_accompanist
+from streamlib.train import Run, batch_loss, draw_prefix, export_model, load_val_fixture, lr_at, score_windows, train
+from streamlib.tokens.categories import CODE_OFFSET
+from streamlib.tokens.visibility import align, chunk_masks
+
+DEBUG = get_preset("debug")  # window 1 s = 50 frames, batch 2
+PRESET = DEBUG.replace(train=dataclasses.replace(DEBUG.train, batch_size=4, steps=6, warmup_steps=2))
+SIZE = DEBUG.codec.codebook_size
+
+
+def fake_cache(root, tracks: int = 3, frames: int = 120, seed: int = 0) -> str:
+    """A token cache in the layout of ``streamlib.codec.tokenize`` with random codes."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "validation"):
+        for t in range(tracks):
+            stems = rng.integers(0, SIZE, (3, 4, frames)).astype(np.int16)
+            mix = rng.integers(0, SIZE, (2, 4, frames)).astype(np.int16)
+            (root / split).mkdir(parents=True, exist_ok=True)
+            np.savez(root / split / f"Track{t:05d}.npz", stems=stems, categories=np.array([0, 4, 14], np.int8),
+                     active=np.ones((3, frames), bool), mix_codes=mix, mix_members=np.array([[0, 1, 1], [1, 0, 1]], bool),
+                     mix_target=np.array([0, 1], np.int16), mix_active=np.ones((2, frames), bool),
+                     mix_policy=np.array([0, 0], np.int8))
+    (root / "meta.json").write_text(json.dumps({"codec_sha256": "test", "seed": 0}))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    return CausalCodec(DEBUG.codec)
+
+
+def test_prefix_loss_touches_only_the_chunk(codec):
+    torch.manual_seed(0)
+    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=-2, k=5, window=50))
+    with torch.no_grad():
+        acc.gate.fill_(1.0)
+    x, y = torch.randint(0, SIZE, (1, 4, 40)), torch.randint(0, SIZE, (1, 4, 40))
+    a = align(x, y, 3, -2)
+    loss, count = batch_loss(acc, a, 5, prefix=10)
+    assert int(count) == 5 * 4  # k steps x 4 levels
+    keep, mask = chunk_masks(a, 10, 5)
+    logits = acc(a.input_codes, a.input_pad_mask, a.output_tokens, keep)
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, SIZE), (a.targets - CODE_OFFSET).clamp(min=0).reshape(-1),
+                                           reduction="none").view(mask.shape)
+    assert torch.allclose(loss, ce[mask].sum())  # exactly the chunk's targets
+    assert mask[..., 10:15].all() and not mask[..., :10].any() and not mask[..., 15:].any()
+    assert keep[:11].all() and not keep[11:].any()  # no input term inside the chunk after its first step
+    prefixes = {draw_prefix(0, s, 50, 5) for s in range(200)}
+    assert prefixes == set(range(0, 50, 5))
+
+
+def test_learning_rate_schedule():
+    cfg = DEBUG.train
+    total = 100
+    lrs = [lr_at(s, cfg, total) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(cfg.peak_lr / cfg.warmup_steps)
+    assert max(lrs) == pytest.approx(cfg.peak_lr)
+    assert lrs[-1] == pytest.approx(cfg.min_lr)
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[cfg.warmup_steps:], lrs[cfg.warmup_steps + 1:]))
+
+
+@pytest.mark.parametrize("k,offline", [(1, False), (5, False), (1, True)])
+def test_resume_is_exact(tmp_path, codec, k, offline):
+    tokens = fake_cache(tmp_path / "tok")
+    whole = train(Run(tokens, str(tmp_path / "a"), tf=-3, k=k, offline=offline, val_every=3, val_windows=4),
+                  PRESET, codec=codec, device="cpu", progress=False)
+    part = Run(tokens, str(tmp_path / "b"), tf=-3, k=k, offline=offline, val_every=3, val_windows=4)
+
+    def crash(row):
+        if row["step"] == 4:
+            raise KeyboardInterrupt  # killed mid-run: the state of step 4 is on disk
+
+    with pytest.raises(KeyboardInterrupt):
+        train(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash)
+    resumed = train(part, PRESET, codec=codec, device="cpu", progress=False, log=lambda msg: None)
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
+    for key, value in whole["model"].state_dict().items():
+        assert torch.equal(value, resumed["model"].state_dict()[key]), key
+
+
+def test_resume_refuses_another_run(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok")
+    train(Run(tokens, str(tmp_path / "a"), tf=0, steps=1), PRESET, codec=codec, device="cpu", progress=False)
+    with pytest.raises(CheckpointError, match="another run"):
+        train(Run(tokens, str(tmp_path / "a"), tf=5, steps=2), PRESET, codec=codec, device="cpu", progress=False)
+    with pytest.raises(ConfigError):
+        train(Run(tokens, str(tmp_path / "c"), tf=0, k=7), PRESET, codec=codec, device="cpu", progress=False)
+
+
+def test_training_lowers_the_loss_and_exports(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok", tracks=1, frames=60)
+    preset = PRESET.replace(train=dataclasses.replace(PRESET.train, steps=40, peak_lr=3e-3))
+    res = train(Run(tokens, str(tmp_path / "r"), tf=0, val_every=40, val_windows=2), preset, codec=codec,
+                device="cpu", progress=False)
+    losses = [r["train_loss"] for r in res["history"]]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3  # it memorises the few windows
+    out = tmp_path / "m.safetensors"
+    card = export_model(tmp_path / "r" / "train_state.pt", out, fixture=tmp_path / "fx.npz", commands=["test"])
+    acc = load_accompanist(out)
+    assert card["steps"] == 40 and card["reproduce"] == ["test"]
+    assert score_windows(acc, load_val_fixture(tmp_path / "fx.npz"), card["window_frames"]) == pytest.approx(
+        card["fixture"]["loss"], abs=2e-3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, tokens: str, out: str, codec_state: dict, result: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
+    torch.set_num_threads(1)
+    codec = CausalCodec(DEBUG.codec)
+    codec.load_state_dict(codec_state)
+    res = train(Run(tokens, out, tf=-2, val_every=100), PRESET, codec=codec, device="cpu", progress=False)
+    if rank == 0:
+        result["state"] = {k: v.clone() for k, v in res["model"].state_dict().items()}
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process(tmp_path, codec):
+    import torch.multiprocessing as mp
+
+    tokens = fake_cache(tmp_path / "tok")
+    single = train(Run(tokens, str(tmp_path / "one"), tf=-2, val_every=100), PRESET, codec=codec, device="cpu",
+                   progress=False)
+    manager = mp.Manager()
+    result = manager.dict()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), tokens, str(tmp_path / "two"), codec.state_dict(), result), nprocs=2)
+    for key, value in single["model"].state_dict().items():
+        assert torch.allclose(value, result["state"][key], atol=1e-5), key
