@@ -25,6 +25,8 @@ import csv
 import dataclasses
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +198,18 @@ def _all_sum(value: torch.Tensor, world: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the loop
 
 
+def _stop_on_sigterm():
+    """Turn SIGTERM (``kill``, a batch scheduler) into KeyboardInterrupt so the state is saved; returns
+    the previous handler (None off the main thread, where signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 def _identity(run: dict) -> dict:
     """The fields that make a run itself (how long or how often it saves may change on resume)."""
     return {k: v for k, v in run.items() if k not in ("steps", "max_minutes", "save_every_s", "val_every", "out")}
@@ -216,7 +230,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
     mcfg, tcfg = preset.model, preset.train
     window = tcfg.window_frames
     if run.offline and 2 * window > mcfg.max_frames:
-        window = mcfg.max_frames // 2  # the offline layout is input then output: 2T positions
+        mcfg = dataclasses.replace(mcfg, max_frames=2 * window)  # input then output: 2T positions
     if not run.offline:
         spec = run.spec(window)  # validates t_f and k against the window
         if spec.k > 1 and window % spec.k:
@@ -264,6 +278,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             "run": dataclasses.asdict(run), "preset": preset.name, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "history": history,
             "wall_seconds": wall, "codec_sha256": codec_sha, "window": window, "hardware": hardware(),
+            "model_config": dataclasses.asdict(mcfg),
         })
         with open(out / "log.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
@@ -277,6 +292,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
     started, last_save = time.perf_counter(), time.perf_counter()
     wall0 = wall
     model.train()
+    previous = _stop_on_sigterm()
     try:
         while step < total:
             lr = lr_at(step, tcfg, total)
@@ -323,8 +339,10 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
                     log(f"stopping after {run.max_minutes} minutes at step {step}; run again to resume")
                 break
     finally:
-        save()  # also on Ctrl-C: the run resumes from here
+        save()  # also on Ctrl-C or SIGTERM: the run resumes from here
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     val_losses = [r["val_loss"] for r in history if r["val_loss"] != ""]
     return {"step": step, "total": total, "wall_seconds": wall, "val_loss": val_losses[-1] if val_losses else None,
             "history": history, "model": model, "window": window, "codec_sha256": codec_sha, "bf16": use_bf16}
@@ -377,23 +395,24 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     run = Run(**state["run"])
     preset = get_preset(state["preset"])
     window = int(state["window"])
+    mcfg = config_from_dict(ModelConfig, state["model_config"])
     tables = state["model"]["input_tables"]
-    acc = Accompanist(preset.model, tables, run.spec(window), offline=run.offline)
+    acc = Accompanist(mcfg, tables, run.spec(window), offline=run.offline)
     acc.load_state_dict(state["model"])
     acc.eval()
-    val = validation_windows(run.tokens, window, preset.model.n_q, run.val_windows, run.policy)
+    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy)
     val_loss = score_windows(acc, val, window)
     fx = None
     if fixture is not None:
         fixture = Path(fixture)
         if not fixture.exists():
-            save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, preset.model.n_q, 8, run.policy),
+            save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, mcfg.n_q, 8, run.policy),
                              fixture)
         fx = load_val_fixture(fixture)
     fx_loss = score_windows(acc, fx, window) if fx is not None else None
     fp16 = None
     if fx is not None:
-        half_acc = Accompanist(preset.model, tables, run.spec(window), offline=run.offline).eval()
+        half_acc = Accompanist(mcfg, tables, run.spec(window), offline=run.offline).eval()
         half_acc.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in acc.state_dict().items()})
         fp16 = {"fixture_loss_fp32": fx_loss, "fixture_loss_fp16": score_windows(half_acc, fx, window)}
     use_half = half == "yes" or (half == "auto" and fp16 is not None

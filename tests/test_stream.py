@@ -164,3 +164,18 @@ def test_mismatched_spec(codec):
         check_spec(spec, -10, 1)
     with pytest.raises(StreamError):
         stream(StandIn(spec), codec, tone(0.4), category=0, spec=StreamSpec(tf=0, k=5, window=50))
+
+
+@pytest.mark.parametrize("tf,k", [(-6, 1), (-4, 3), (2, 2)])
+def test_real_accompanist_streams(codec, tf, k):
+    """The engine drives the real KV-cache generator: shapes, visibility, and determinism per seed."""
+    from streamlib.model import Accompanist
+
+    torch.manual_seed(0)
+    preset = get_preset("debug")
+    acc = Accompanist(preset.model, codec.codebook_tables(4), StreamSpec(tf=tf, k=k, window=50)).eval()
+    a = stream(acc, codec, tone(0.5), category=4, seed=3)
+    b = stream(acc, codec, tone(0.5), category=4, seed=3)
+    assert torch.equal(a.codes, b.codes)
+    assert a.codes.shape == (4, 25 - max(tf + 3, 0))
+    assert all(r.input_visible == max(r.start + tf + 3, 0) for r in a.records)

@@ -286,3 +286,23 @@ class TokenWindows(Dataset):
             "target": torch.from_numpy(d["stems"][tgt, :, s : s + self.window].astype(np.int64)),
             "category": int(d["categories"][tgt]),
         }
+
+
+def book_tokens(quick: bool | None = None, progress: bool = True) -> Path:
+    """The book's token cache: ``data/tokens/book`` (quick mode: ``data/tokens/quick``), made first if
+    missing from ``book_dataset(quick)`` with the shipped codec. Concurrent callers wait on a lock."""
+    from streamlib.config import quick_mode
+    from streamlib.data.synth import book_dataset, file_lock
+    from streamlib.paths import data_dir
+
+    quick = quick_mode() if quick is None else quick
+    out = data_dir() / "tokens" / ("quick" if quick else "book")
+    meta = out / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("complete"):
+        return out
+    dataset = book_dataset(quick=quick)
+    out.mkdir(parents=True, exist_ok=True)
+    with file_lock(out / ".lock"):
+        if not (meta.exists() and json.loads(meta.read_text()).get("complete")):
+            tokenize_dataset(dataset, out, progress=progress)
+    return out

@@ -6,7 +6,7 @@ Embedding at sequence position j (``streamlib.tokens.visibility`` says which fra
 
     e_x   = sum_q C_q[x_q]                       frozen codec codebook vectors of the input frame (Eq. 2)
     e_y   = sum_q E_q[y_q]                       learned embeddings of the delayed output tokens
-    h_j   = LN(W LN(e_x)) + g * LN(e_y)          Eq. (3), g a scalar initialised to zero
+    h_j   = LN(W LN(e_x)) + g ⊙ LN(e_y)          Eq. (3), g in R^d initialised to zero
 
 A PAD input position uses a learned vector in place of ``W LN(e_x)``; a position whose input has not
 arrived yet (inside a k > 1 chunk) carries the output term only. Four linear heads (one matrix)
@@ -57,7 +57,7 @@ class Accompanist(nn.Module):
         self.input_pad = nn.Parameter(torch.randn(d) * 0.02)
         self.out_embed = nn.ModuleList(nn.Embedding(vocab_size(self.codebook_size), d) for _ in range(cfg.n_q))
         self.out_norm = nn.LayerNorm(d)
-        self.gate = nn.Parameter(torch.zeros(()))
+        self.gate = nn.Parameter(torch.zeros(d))  # g in R^d, elementwise (Eq. 3)
         self.backbone = Transformer(cfg)
         self.heads = nn.Linear(d, cfg.n_q * self.codebook_size, bias=False)
         for emb in self.out_embed:

@@ -1,0 +1,37 @@
+"""``python -m streamlib bench model``: its core functions on a tiny config (no timing asserts)."""
+
+import math
+
+from streamlib.bench import model as bench
+from streamlib.config import get_preset
+
+
+def _tiny():
+    cfg = get_preset("debug").model  # 2 x 32, 4 heads, 2 kv heads
+    return cfg, bench.build_ours(cfg, codebook_size=64, latent_dim=16), bench.build_hf(cfg, vocab=64)
+
+
+def _positive(values):
+    assert values and all(math.isfinite(v) and v > 0 for v in values.values()), values
+
+
+def test_same_size_models():
+    cfg, acc, hf = _tiny()
+    assert hf.config.num_hidden_layers == cfg.n_layers and hf.config.hidden_size == cfg.d_model
+    assert hf.config.num_key_value_heads == cfg.n_kv_heads and hf.config.intermediate_size == cfg.ffn_hidden
+    assert hf.config.vocab_size == acc.codebook_size == 64
+    custom = bench.custom_config(3, 128)
+    assert (custom.n_layers, custom.d_model, custom.n_heads, custom.n_kv_heads) == (3, 128, 4, 2)
+
+
+def test_training_throughput_positive():
+    _, acc, hf = _tiny()
+    for backbone in (False, True):
+        _positive(bench.measure_training(acc, hf, batch=2, frames=16, repeats=1, bf16=False, backbone=backbone))
+
+
+def test_decode_latency_positive():
+    _, acc, hf = _tiny()
+    ms = bench.measure_decode(acc, hf, context=8, steps=2, nocache_steps=1, repeats=1)
+    assert {"ours cache", "hf cache", "ours no cache", "hf no cache", "ours Generator"} <= set(ms)
+    _positive(ms)
