@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from streamlib.config import FRAME_RATE, StreamSpec, to_seconds
+from streamlib.metrics import MetricScorer
 from streamlib.paths import REPO_ROOT
 from streamlib.stream import ModelEntry, shipped_models
 
