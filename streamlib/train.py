@@ -216,12 +216,13 @@ def _identity(run: dict) -> dict:
 
 
 def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | None = None,
-          progress: bool = True, log=print, on_step=None) -> dict:
+          progress: bool = True, log=print, on_step=None, command: str | None = None) -> dict:
     """Train (or resume) ``run`` with ``preset``'s model and optimiser settings; returns a summary.
 
     ``codec`` supplies the frozen input codebooks (default: the shipped codec, checked against the
     token cache's codec hash). ``on_step(row)`` is called after every step with its log row (a
-    notebook can draw the curve live). The state is saved on any exit, Ctrl-C included.
+    notebook can draw the curve live). The state is saved on any exit, Ctrl-C included. ``command``
+    (the command line of this sitting) is kept in the state, so a card lists every sitting.
     """
     from tqdm.auto import tqdm
 
@@ -255,7 +256,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
 
     out = Path(run.out)
     state_path = out / "train_state.pt"
-    step, history, wall = 0, [], 0.0
+    step, history, wall, commands = 0, [], 0.0, []
     if state_path.exists():
         state = load_training_state(state_path)
         if _identity(state.get("run", {})) != _identity(dataclasses.asdict(run)):
@@ -264,9 +265,12 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         step, history, wall = int(state["step"]), list(state["history"]), float(state["wall_seconds"])
+        commands = list(state.get("commands", []))
         if rank == 0:
             log(f"resumed {state_path} at step {step}")
 
+    if command:
+        commands.append(f"{command}  # sitting from step {step}")
     ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed)
     val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy)
     use_bf16 = tcfg.bf16 and bf16_supported(device)
@@ -278,7 +282,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             "run": dataclasses.asdict(run), "preset": preset.name, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "history": history,
             "wall_seconds": wall, "codec_sha256": codec_sha, "window": window, "hardware": hardware(),
-            "model_config": dataclasses.asdict(mcfg),
+            "model_config": dataclasses.asdict(mcfg), "commands": commands,
         })
         with open(out / "log.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
@@ -383,7 +387,7 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
 
     The card holds config, (t_f, k), codec hash, data, steps, wall time, hardware, the loss curve,
     the validation loss on the run's validation windows and on ``fixture`` (the windows the tests
-    re-score), and the fp16 check: weights are stored in half precision when that moves the fixture
+    re-score), the command of every sitting (``commands`` overrides them), and the fp16 check: weights are stored in half precision when that moves the fixture
     loss by less than 1e-3 nats.
     """
     import json
@@ -438,7 +442,7 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
         "fp16_check": fp16,
         "loss_curve": {key: [r[key] for r in hist[::every]] for key in ("step", "train_loss")},
         "val_curve": [(r["step"], r["val_loss"]) for r in hist if r["val_loss"] != ""],
-        "reproduce": commands or [],
+        "reproduce": commands if commands is not None else list(state.get("commands", [])),
     }
     save_accompanist(out, acc, card, half=use_half)
     return card

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamlib.checkpoint import CheckpointError
+from streamlib.checkpoint import CheckpointError, load_training_state
 from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
@@ -89,8 +89,10 @@ def test_resume_is_exact(tmp_path, codec, k, offline):
             raise KeyboardInterrupt  # killed mid-run: the state of step 4 is on disk
 
     with pytest.raises(KeyboardInterrupt):
-        train(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash)
-    resumed = train(part, PRESET, codec=codec, device="cpu", progress=False, log=lambda msg: None)
+        train(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash, command="first")
+    resumed = train(part, PRESET, codec=codec, device="cpu", progress=False, log=lambda msg: None, command="again")
+    state = load_training_state(tmp_path / "b" / "train_state.pt")
+    assert state["commands"] == ["first  # sitting from step 0", "again  # sitting from step 4"]
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
     for key, value in whole["model"].state_dict().items():
         assert torch.equal(value, resumed["model"].state_dict()[key]), key

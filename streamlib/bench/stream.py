@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-seconds", type=float, default=4.0,
                    help="streamed seconds without the cache (default 4; it is much slower)")
     p.add_argument("--tf", type=int, default=-10, help="t_f in frames (default -10 = -0.2 s)")
-    p.add_argument("--k", type=int, default=5, help="k in frames (default 5 = 0.1 s)")
+    p.add_argument("--k", type=int, default=10, help="k in frames (default 10 = 0.2 s, a shipped model)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--checkpoint", default=None, help="accompanist checkpoint (default: shipped book_tf<tf>_k<k>)")
 

@@ -35,12 +35,12 @@ def _run(args: argparse.Namespace) -> int:
               tf=to_frames(args.tf, name="tf"), k=to_frames(args.k, name="k"), offline=args.offline,
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
               save_every_s=args.save_every, max_minutes=args.max_minutes)
-    result = train(run, preset, device=args.device)
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
+    result = train(run, preset, device=args.device, command=command)
     print(f"{result['step']}/{result['total']} steps, {result['wall_seconds'] / 60:.1f} min; "
           f"validation loss {result['val_loss']}")
     if args.export and result["step"] >= result["total"]:
-        command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
-        card = export_model(f"{args.out}/train_state.pt", args.export, fixture=args.fixture, commands=[command])
+        card = export_model(f"{args.out}/train_state.pt", args.export, fixture=args.fixture)
         print(f"wrote {args.export}: validation loss {card['val_loss']}, fixture {card['fixture']}")
     return 0
 
