@@ -381,6 +381,13 @@ def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: in
     return evaluate(acc, cropped, k, acc.offline, torch.device("cpu"))
 
 
+def input_reliance(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
+    """How much the model listens: validation loss with every window's input swapped for another
+    window's, minus the loss with its own input (nats per token; ~0 means the input is ignored)."""
+    swapped = dict(windows, input=windows["input"].roll(1, dims=0))
+    return score_windows(acc, swapped, window) - score_windows(acc, windows, window)
+
+
 def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path | None = None,
                  commands: list[str] | None = None, half: str = "auto") -> dict:
     """Write ``out`` (safetensors) + card from a finished run's ``train_state.pt``.
@@ -448,4 +455,4 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["export_model", "load_val_fixture", "save_val_fixture", "score_windows"]
+__all__ += ["export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows"]

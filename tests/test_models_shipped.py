@@ -37,8 +37,10 @@ def test_loads_and_scores_its_card(entry):
     assert (entry.tf, entry.k) == ((None, None) if acc.offline else (acc.spec.tf, acc.spec.k))
 
 
-def test_validation_loss_orders_with_lookahead():
-    """More future visibility makes the target more predictable: at k = 1 the validation loss falls
-    from t_f = -1 s to 0 to +1 s (the intermediate points are reported in chapter 7, not asserted)."""
-    losses = {e.tf: load_accompanist(e.path).card["val_loss"] for e in ENTRIES if e.kind == "streaming" and e.k == 1}
-    assert losses[-50] > losses[0] > losses[50], losses
+def test_models_are_trained():
+    """Every shipped model predicts far better than a uniform guess over 1024 codes (ln 1024 = 6.93 nats).
+    (Whether the losses order by t_f is a finding reported in chapter 7, not a property we assert.)"""
+    import math
+
+    for e in ENTRIES:
+        assert load_accompanist(e.path).card["val_loss"] < math.log(1024) - 2.5, e.label

@@ -16,7 +16,9 @@ from streamlib.checkpoint import CheckpointError, load_training_state
 from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
-from streamlib.train import Run, batch_loss, draw_prefix, export_model, load_val_fixture, lr_at, score_windows, train
+from streamlib.train import (
+    Run, batch_loss, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
+)
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
 
@@ -153,3 +155,14 @@ def test_two_process_ddp_equals_one_process(tmp_path, codec):
     mp.spawn(_ddp_worker, args=(2, _free_port(), tokens, str(tmp_path / "two"), codec.state_dict(), result), nprocs=2)
     for key, value in single["model"].state_dict().items():
         assert torch.allclose(value, result["state"][key], atol=1e-5), key
+
+
+def test_input_reliance_sees_an_input_only_model(codec):
+    """At g = 0 the model reads only the input stream, so swapping inputs must change its loss."""
+    torch.manual_seed(0)
+    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    windows = {"input": torch.randint(0, SIZE, (4, 4, 50)), "target": torch.randint(0, SIZE, (4, 4, 50)),
+               "category": torch.tensor([0, 1, 2, 3])}
+    assert abs(input_reliance(acc, windows, 50)) > 1e-4
+    same = dict(windows, input=windows["input"][:1].repeat(4, 1, 1))  # every window has the same input
+    assert input_reliance(acc, same, 50) == pytest.approx(0.0, abs=1e-6)
