@@ -36,7 +36,12 @@ def _run(args: argparse.Namespace) -> int:
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
               save_every_s=args.save_every, max_minutes=args.max_minutes)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
-    result = train(run, preset, device=args.device, command=command)
+    codec = None
+    if args.codec:
+        from streamlib.codec import load_codec
+
+        codec = load_codec(args.codec)  # e.g. a paper-preset codec whose tokens are in --tokens
+    result = train(run, preset, codec=codec, device=args.device, command=command)
     print(f"{result['step']}/{result['total']} steps, {result['wall_seconds'] / 60:.1f} min; "
           f"validation loss {result['val_loss']}")
     if args.export and result["step"] >= result["total"]:
@@ -62,6 +67,8 @@ def register(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this long; run again to resume")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
+    p.add_argument("--codec", help="codec checkpoint that made --tokens (default: the shipped book codec, "
+                                   "checked against the cache's hash)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")
