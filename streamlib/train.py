@@ -61,6 +61,7 @@ class Run:
     val_windows: int = 32
     save_every_s: float = 120.0
     max_minutes: float | None = None  # stop (and save) after this long; resume later
+    init_from: str | None = None  # start from a shipped model's weights (fresh optimiser), e.g. to train longer
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
@@ -269,6 +270,16 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         if rank == 0:
             log(f"resumed {state_path} at step {step}")
 
+    elif run.init_from:
+        from streamlib.model.accompanist import load_accompanist
+
+        start = load_accompanist(run.init_from)
+        if start.cfg != mcfg or start.spec != model.spec or start.offline != run.offline:
+            raise CheckpointError(f"{run.init_from} is another model ({start.cfg}, {start.spec}, offline "
+                                  f"{start.offline}) than this run's ({mcfg}, {model.spec}, offline {run.offline})")
+        model.load_state_dict(start.state_dict())
+        if rank == 0:
+            log(f"initialised from {run.init_from} ({start.card.get('steps')} steps)")
     if command:
         commands.append(f"{command}  # sitting from step {step}")
     ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed)

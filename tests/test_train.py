@@ -166,3 +166,19 @@ def test_input_reliance_sees_an_input_only_model(codec):
     assert abs(input_reliance(acc, windows, 50)) > 1e-4
     same = dict(windows, input=windows["input"][:1].repeat(4, 1, 1))  # every window has the same input
     assert input_reliance(acc, same, 50) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_init_from_a_shipped_model(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok")
+    train(Run(tokens, str(tmp_path / "a"), tf=-3, steps=3), PRESET, codec=codec, device="cpu", progress=False)
+    ship = tmp_path / "m.safetensors"
+    export_model(tmp_path / "a" / "train_state.pt", ship, commands=[])
+    frozen = PRESET.replace(train=dataclasses.replace(PRESET.train, peak_lr=0.0, min_lr=0.0))  # lr 0: weights stay
+    res = train(Run(tokens, str(tmp_path / "b"), tf=-3, steps=1, init_from=str(ship)), frozen, codec=codec,
+                device="cpu", progress=False, log=lambda msg: None)
+    shipped = load_accompanist(ship).state_dict()
+    for key, value in res["model"].state_dict().items():
+        assert torch.equal(value, shipped[key]), key
+    with pytest.raises(CheckpointError, match="another model"):
+        train(Run(tokens, str(tmp_path / "c"), tf=0, steps=1, init_from=str(ship)), frozen, codec=codec,
+              device="cpu", progress=False)

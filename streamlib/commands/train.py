@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     run = Run(tokens=args.tokens or str(data_dir() / "tokens" / "book"), out=args.out,
               tf=to_frames(args.tf, name="tf"), k=to_frames(args.k, name="k"), offline=args.offline,
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
-              save_every_s=args.save_every, max_minutes=args.max_minutes)
+              save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
     if args.codec:
@@ -69,6 +69,8 @@ def register(sub) -> None:
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     p.add_argument("--codec", help="codec checkpoint that made --tokens (default: the shipped book codec, "
                                    "checked against the cache's hash)")
+    p.add_argument("--init-from", help="start from a shipped model's weights with a fresh optimiser (train a "
+                                       "shipped model longer: its training state is not shipped)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")
