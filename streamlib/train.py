@@ -39,7 +39,7 @@ from streamlib.checkpoint import (
     CheckpointError, file_sha256, hardware, load_training_state, rng_state, save_training_state, set_rng_state,
 )
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, get_device
-from streamlib.model.accompanist import Accompanist, token_loss
+from streamlib.model.accompanist import Accompanist, masked_loss
 from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
@@ -98,12 +98,13 @@ def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> 
     return align_offline_prefix(x, y, c) if offline else align(x, y, c, tf)
 
 
-def batch_loss(model: Accompanist, aligned: Aligned, k: int, prefix: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``."""
+def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``.
+    ``net`` is the accompanist or its DDP wrapper."""
     if prefix is None:
-        return model.loss(aligned)
+        return masked_loss(net, aligned)
     keep, mask = chunk_masks(aligned, prefix, k)
-    return model.loss(aligned, mask, keep, length=prefix + k)
+    return masked_loss(net, aligned, mask, keep, length=prefix + k)
 
 
 def draw_prefix(seed: int, step: int, window: int, k: int) -> int:
@@ -318,16 +319,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             aligned = aligned_batch(batch, run.tf, run.offline, device)
             prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                if prefix is None:
-                    keep, mask, length = None, None, None
-                else:
-                    keep, mask = chunk_masks(aligned, prefix, run.k)
-                    length = prefix + run.k
-                n = aligned.length if length is None else length
-                logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n],
-                             aligned.output_tokens[..., :n], None if keep is None else keep[..., :n])
-            summed, count = token_loss(logits, aligned.targets[..., :n],
-                                       (aligned.loss_mask if mask is None else mask)[..., :n])
+                summed, count = batch_loss(net, aligned, run.k, prefix)
             global_count = _all_sum(count.detach().float(), world)
             loss = summed * world / global_count.clamp(min=1)  # DDP averages: this gives the global mean
             opt.zero_grad(set_to_none=True)

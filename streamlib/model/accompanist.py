@@ -92,14 +92,8 @@ class Accompanist(nn.Module):
 
     def loss(self, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
              length: int | None = None) -> tuple[Tensor, Tensor]:
-        """Summed cross entropy over the masked targets and their count (``loss_mask`` defaults to
-        ``aligned.loss_mask``; ``length`` keeps only the first positions, for a prefix chunk)."""
-        n = aligned.length if length is None else int(length)
-        mask = (aligned.loss_mask if loss_mask is None else loss_mask)[..., :n]
-        keep = None if input_keep is None else input_keep[..., :n]
-        logits = self(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n],
-                      aligned.output_tokens[..., :n], keep)
-        return token_loss(logits, aligned.targets[..., :n], mask)
+        """Summed cross entropy over the masked targets and their count (see ``masked_loss``)."""
+        return masked_loss(self, aligned, loss_mask, input_keep, length)
 
     # ------------------------------------------------------------------ checks and generation
     def check_codec(self, codec) -> None:
@@ -113,6 +107,18 @@ class Accompanist(nn.Module):
     def generator(self, category: int, temperature: float = 1.0, top_k: int = 200) -> "Generator":
         """A ``Generator`` for one stream (batch 1) playing ``category``."""
         return Generator(self, category, temperature=temperature, top_k=top_k)
+
+
+def masked_loss(net: nn.Module, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
+                length: int | None = None) -> tuple[Tensor, Tensor]:
+    """Run ``net`` (an ``Accompanist``, or one wrapped for DDP) on aligned streams; summed cross entropy
+    over ``loss_mask`` (default ``aligned.loss_mask``) and the count. ``length`` keeps only the first
+    positions (a prefix chunk needs nothing after it)."""
+    n = aligned.length if length is None else int(length)
+    mask = (aligned.loss_mask if loss_mask is None else loss_mask)[..., :n]
+    keep = None if input_keep is None else input_keep[..., :n]
+    logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n], aligned.output_tokens[..., :n], keep)
+    return token_loss(logits, aligned.targets[..., :n], mask)
 
 
 def token_loss(logits: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -270,4 +276,4 @@ def latency_steps(acc: Accompanist) -> int:
     return added_latency_frames(acc.cfg.n_q)
 
 
-__all__ = ["Accompanist", "Generator", "latency_steps", "load_accompanist", "save_accompanist", "token_loss"]
+__all__ = ["Accompanist", "Generator", "latency_steps", "load_accompanist", "masked_loss", "save_accompanist", "token_loss"]
