@@ -40,7 +40,7 @@ from streamlib.checkpoint import (
 )
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, get_device
 from streamlib.model.accompanist import Accompanist, masked_loss
-from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
+from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks, predicted_frames
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
 
@@ -98,13 +98,14 @@ def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> 
     return align_offline_prefix(x, y, c) if offline else align(x, y, c, tf)
 
 
-def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``.
-    ``net`` is the accompanist or its DDP wrapper."""
-    if prefix is None:
-        return masked_loss(net, aligned)
-    keep, mask = chunk_masks(aligned, prefix, k)
-    return masked_loss(net, aligned, mask, keep, length=prefix + k)
+def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
+               frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``;
+    with ``frames``, only targets of output frames ``< frames``. ``net`` is the accompanist or its DDP wrapper."""
+    keep, mask = (None, aligned.loss_mask) if prefix is None else chunk_masks(aligned, prefix, k)
+    if frames is not None:
+        mask = mask & (aligned.target_frames < frames)
+    return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k)
 
 
 def draw_prefix(seed: int, step: int, window: int, k: int) -> int:
@@ -120,10 +121,11 @@ def validation_prefixes(i: int, window: int, k: int, n: int = 4) -> list[int]:
 
 @torch.no_grad()
 def evaluate(model: Accompanist, windows: dict[str, torch.Tensor], k: int, offline: bool,
-             device: torch.device, batch_size: int = 8) -> float:
+             device: torch.device, batch_size: int = 8, frames: int | None = None) -> float:
     """Mean cross entropy per target token on fixed windows (the number on every card).
 
     k = 1 and offline: every output token; k > 1: the chunks after a few fixed prefixes per window.
+    ``frames``: count only the targets of output frames ``< frames`` (see ``common_frame_losses``).
     """
     was = model.training
     model.eval()
@@ -134,13 +136,13 @@ def evaluate(model: Accompanist, windows: dict[str, torch.Tensor], k: int, offli
         part = {key: v[lo : lo + batch_size] for key, v in windows.items()}
         aligned = aligned_batch(part, tf, offline, device)
         if k == 1 or offline:
-            s, c = model.loss(aligned)
+            s, c = batch_loss(model, aligned, 1, None, frames)
             total, count = total + float(s), count + int(c)
             continue
         for j in range(part["input"].shape[0]):
             one = aligned_batch({key: v[j : j + 1] for key, v in part.items()}, tf, offline, device)
             for prefix in validation_prefixes(lo + j, one.length, k):
-                s, c = batch_loss(model, one, k, prefix)
+                s, c = batch_loss(model, one, k, prefix, frames)
                 total, count = total + float(s), count + int(c)
     model.train(was)
     return total / max(count, 1)
@@ -217,6 +219,12 @@ def _identity(run: dict) -> dict:
     return {k: v for k, v in run.items() if k not in ("steps", "max_minutes", "save_every_s", "val_every", "out")}
 
 
+def _stored_run(state: dict) -> dict:
+    """The run a training state belongs to; fields added to ``Run`` since it was written take their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Run) if f.default is not dataclasses.MISSING}
+    return {**defaults, **state.get("run", {})}
+
+
 def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | None = None,
           progress: bool = True, log=print, on_step=None, command: str | None = None) -> dict:
     """Train (or resume) ``run`` with ``preset``'s model and optimiser settings; returns a summary.
@@ -261,7 +269,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
     step, history, wall, commands = 0, [], 0.0, []
     if state_path.exists():
         state = load_training_state(state_path)
-        if _identity(state.get("run", {})) != _identity(dataclasses.asdict(run)):
+        if _identity(_stored_run(state)) != _identity(dataclasses.asdict(run)):
             raise CheckpointError(f"{state_path} belongs to another run ({state.get('run')}); use a new --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -377,11 +385,25 @@ def load_val_fixture(path: str | Path) -> dict[str, torch.Tensor]:
                 "category": torch.from_numpy(z["category"].astype(np.int64))}
 
 
-def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
-    """Validation loss of ``acc`` on ``windows`` cropped to its training window (the cards' number)."""
+def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: int, frames: int | None = None) -> float:
+    """Validation loss of ``acc`` on ``windows`` cropped to its training window (the cards' number);
+    ``frames``: only the targets of output frames ``< frames``."""
     k = 1 if acc.spec is None else acc.spec.k
     cropped = {key: (v[..., :window] if v.dim() == 3 else v) for key, v in windows.items()}
-    return evaluate(acc, cropped, k, acc.offline, torch.device("cpu"))
+    return evaluate(acc, cropped, k, acc.offline, torch.device("cpu"), frames=frames)
+
+
+def common_frame_losses(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int) -> dict[str, float]:
+    """Validation loss of each model on the *same* targets: the output frames that every model predicts
+    at every level in a ``window``-frame layout (chapter 7). A model with t_f > 1 gives up the last
+    ``t_f - 1`` frames of each window to its output padding, and late frames (long history) are the
+    easy ones, so its card loss is not comparable with a t_f <= 0 model's; this is."""
+    if not models:
+        return {}
+    frames = min(predicted_frames(window, 0 if m.spec is None else m.spec.tf, m.cfg.n_q) for m in models.values())
+    if frames < 1:
+        raise ConfigError(f"no output frame is predicted by every model in a {window}-frame window")
+    return {name: score_windows(m, windows, window, frames) for name, m in models.items()}
 
 
 def input_reliance(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
@@ -420,7 +442,8 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     if fixture is not None:
         fixture = Path(fixture)
         if not fixture.exists():
-            save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, mcfg.n_q, 8, run.policy),
+            save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, mcfg.n_q, run.val_windows,
+                                                run.policy),
                              fixture)
         fx = load_val_fixture(fixture)
     fx_loss = score_windows(acc, fx, window) if fx is not None else None
@@ -458,4 +481,4 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows"]
+__all__ += ["common_frame_losses", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows"]

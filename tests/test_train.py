@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from streamlib.checkpoint import CheckpointError, load_training_state
+from streamlib.checkpoint import CheckpointError, load_training_state, save_training_state
 from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
+    Run, batch_loss, common_frame_losses, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
 )
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
@@ -109,6 +109,18 @@ def test_resume_refuses_another_run(tmp_path, codec):
         train(Run(tokens, str(tmp_path / "c"), tf=0, k=7), PRESET, codec=codec, device="cpu", progress=False)
 
 
+def test_resume_a_state_written_before_a_run_field_existed(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok")
+    run = Run(tokens, str(tmp_path / "a"), tf=0, steps=2, val_every=2, val_windows=2)
+    train(run, PRESET, codec=codec, device="cpu", progress=False)
+    path = tmp_path / "a" / "train_state.pt"
+    state = load_training_state(path)
+    del state["run"]["init_from"]  # as written by an older streamlib
+    save_training_state(path, state)
+    longer = dataclasses.replace(run, steps=3)
+    assert train(longer, PRESET, codec=codec, device="cpu", progress=False, log=lambda msg: None)["step"] == 3
+
+
 def test_training_lowers_the_loss_and_exports(tmp_path, codec):
     tokens = fake_cache(tmp_path / "tok", tracks=1, frames=60)
     preset = PRESET.replace(train=dataclasses.replace(PRESET.train, steps=40, peak_lr=3e-3))
@@ -166,6 +178,22 @@ def test_input_reliance_sees_an_input_only_model(codec):
     assert abs(input_reliance(acc, windows, 50)) > 1e-4
     same = dict(windows, input=windows["input"][:1].repeat(4, 1, 1))  # every window has the same input
     assert input_reliance(acc, same, 50) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_common_frame_losses_score_every_tf_on_the_same_targets(codec):
+    torch.manual_seed(0)
+    tfs = (-5, 0, 1, 8)
+    models = {tf: Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=tf, k=1, window=50)).eval()
+              for tf in tfs}
+    windows = {"input": torch.randint(0, SIZE, (2, 4, 50)), "target": torch.randint(0, SIZE, (2, 4, 50)),
+               "category": torch.tensor([0, 3])}
+    frames = 50 - (8 - 1) - 3  # t_f = 8 pads 7 output steps; the delay pattern takes 3 more off level 3
+    counts = {tf: int(batch_loss(models[tf], align(windows["input"], windows["target"], windows["category"], tf),
+                                 1, None, frames)[1]) for tf in tfs}
+    assert set(counts.values()) == {2 * 4 * frames}  # the same number of targets, all levels of frames 0..frames-1
+    losses = common_frame_losses(models, windows, 50)
+    assert losses[0] == pytest.approx(score_windows(models[0], windows, 50, frames))
+    assert losses[0] != pytest.approx(score_windows(models[0], windows, 50), abs=1e-6)  # fewer frames than its own
 
 
 def test_init_from_a_shipped_model(tmp_path, codec):

@@ -16,6 +16,7 @@ from streamlib.tokens.visibility import (
     last_visible_input,
     output_offset,
     output_step_at,
+    predicted_frames,
     predicting_position,
     visibility_matrix,
 )
@@ -171,6 +172,15 @@ def test_index_helpers_and_matrix():
     m = visibility_matrix(4, 6, tf=2)
     assert m.shape == (4, 6) and m.sum(1).tolist() == [2, 3, 4, 5]
     assert visibility_matrix(3, 3, tf=0).sum().item() == 0 + 1 + 2
+
+
+@pytest.mark.parametrize("tf", [-7, -1, 0, 1, 2, 5, 9])
+def test_predicted_frames_are_those_with_a_target_at_every_level(tf):
+    n_q, t = 3, 12
+    x, y = marked_streams(n_q, t)
+    frames = align(x, y, 0, tf).target_frames
+    every_level = set.intersection(*(set(frames[q][frames[q] >= 0].tolist()) for q in range(n_q)))
+    assert every_level == set(range(predicted_frames(t, tf, n_q)))
 
 
 def test_bad_inputs_raise():

@@ -208,5 +208,20 @@ def val_curves_figure(cards: dict[str, dict]):
     return fig
 
 
-__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "loss_curves_figure", "loss_mask_figure",
+def lookahead_figure(own: dict[float, float], swapped: dict[float, float]):
+    """Chapter 7: validation loss against t_f (seconds) on common targets, with each window's own input
+    and with another window's; the gap between the lines is how much the models listen."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, points, dash in (("own input", own, "solid"), ("another window's input", swapped, "dot")):
+        tfs = sorted(points)
+        fig.add_trace(go.Scatter(x=tfs, y=[points[t] for t in tfs], mode="lines+markers", name=name,
+                                 line={"dash": dash}))
+    fig.update_layout(title="k = 1 models: validation loss against future visibility", height=400,
+                      xaxis_title="t_f (s)", yaxis_title="cross entropy on common targets (nats per token)")
+    return fig
+
+
+__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure",
            "lr_figure", "val_curves_figure", "visibility_maps"]

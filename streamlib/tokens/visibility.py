@@ -77,6 +77,12 @@ def output_step_at(position: int, tf: int) -> int:
     return position - output_offset(tf)
 
 
+def predicted_frames(window: int, tf: int, n_q: int) -> int:
+    """Output frames predicted at every level in a layout of ``window`` positions (``align``'s default
+    length): the output padding of t_f > 1 and the delay pattern each take frames off the end."""
+    return max(0, int(window) - output_offset(tf) - (n_q - 1))
+
+
 def input_frames_needed(n_out_frames: int, n_q: int, tf: int) -> int:
     """Input frames that must have arrived before output frames ``0..n_out_frames-1`` can be
     complete at all ``n_q`` levels (clamped at 0)."""
@@ -242,5 +248,6 @@ __all__ = [
     "input_frame_at",
     "output_step_at",
     "input_frames_needed",
+    "predicted_frames",
     "visibility_matrix",
 ]
