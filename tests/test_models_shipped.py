@@ -39,7 +39,8 @@ def test_loads_and_scores_its_card(entry):
 
 def test_models_are_trained():
     """Every shipped model predicts far better than a uniform guess over 1024 codes (ln 1024 = 6.93 nats).
-    (Whether the losses order by t_f is a finding reported in chapter 7, not a property we assert.)"""
+    (Whether the losses order by t_f is a finding reported in chapter 7 - they do not yet, and the
+    chapter's asserts check the facts its text relies on - not a property we assert.)"""
     import math
 
     for e in ENTRIES:
