@@ -49,7 +49,7 @@ def flux_lag_correlation(tokens: str | Path, tables: Sequence[torch.Tensor] | to
     files = sorted((Path(tokens) / split).glob("*.npz"))[:max_tracks]
     if not files:
         raise FileNotFoundError(f"no token files in {Path(tokens) / split}")
-    tab = torch.stack(list(tables)).float().numpy() if not isinstance(tables, torch.Tensor) else tables.float().numpy()
+    tab = torch.stack(list(tables)).float().numpy()
     n_q = tab.shape[0]
     values: dict[int, list[float]] = {int(d): [] for d in lags}
     for path in files:

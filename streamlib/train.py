@@ -406,11 +406,16 @@ def common_frame_losses(models: dict[str, Accompanist], windows: dict[str, torch
     return {name: score_windows(m, windows, window, frames) for name, m in models.items()}
 
 
+def swap_inputs(windows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same windows with every window's input replaced by the next window's (a random pairing)."""
+    return dict(windows, input=windows["input"].roll(1, dims=0))
+
+
 def input_reliance(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
     """How much the model listens: validation loss with every window's input swapped for another
-    window's, minus the loss with its own input (nats per token; ~0 means the input is ignored)."""
-    swapped = dict(windows, input=windows["input"].roll(1, dims=0))
-    return score_windows(acc, swapped, window) - score_windows(acc, windows, window)
+    window's (``swap_inputs``), minus the loss with its own input (nats per token; ~0 means the
+    input is ignored)."""
+    return score_windows(acc, swap_inputs(windows), window) - score_windows(acc, windows, window)
 
 
 def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path | None = None,
@@ -481,4 +486,5 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["common_frame_losses", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows"]
+__all__ += ["common_frame_losses", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
+            "swap_inputs"]
