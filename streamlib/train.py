@@ -418,6 +418,27 @@ def input_reliance(acc: Accompanist, windows: dict[str, torch.Tensor], window: i
     return score_windows(acc, swap_inputs(windows), window) - score_windows(acc, windows, window)
 
 
+def compare_models(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int) -> list[dict]:
+    """Chapter 7: one row per model, the numbers to read before any loss ordering: steps and seed from
+    its card, the card's validation loss, and for k = 1 models the loss on the targets all k = 1 models
+    predict (``common_frame_losses``) with each window's own input and with another's (``swap_inputs``);
+    ``reliance`` is the difference (``input_reliance`` over its own targets for the other models)."""
+    k1 = {name: m for name, m in models.items() if m.spec is not None and m.spec.k == 1 and not m.offline}
+    own = common_frame_losses(k1, windows, window)
+    other = common_frame_losses(k1, swap_inputs(windows), window)
+    rows = []
+    for name, m in models.items():
+        card = getattr(m, "card", None) or {}
+        row = {"model": name, "tf": None if m.offline or m.spec is None else m.spec.tf,
+               "k": None if m.offline or m.spec is None else m.spec.k, "offline": bool(m.offline),
+               "steps": card.get("steps"), "seed": (card.get("run") or {}).get("seed"),
+               "card_val_loss": card.get("val_loss"), "common_loss": own.get(name),
+               "common_loss_swapped": other.get(name)}
+        row["reliance"] = (other[name] - own[name]) if name in k1 else input_reliance(m, windows, window)
+        rows.append(row)
+    return rows
+
+
 def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path | None = None,
                  commands: list[str] | None = None, half: str = "auto") -> dict:
     """Write ``out`` (safetensors) + card from a finished run's ``train_state.pt``.
@@ -486,5 +507,5 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["common_frame_losses", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
+__all__ += ["common_frame_losses", "compare_models", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
             "swap_inputs"]

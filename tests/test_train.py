@@ -17,7 +17,7 @@ from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, common_frame_losses, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
+    Run, batch_loss, common_frame_losses, compare_models, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
 )
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
@@ -194,6 +194,23 @@ def test_common_frame_losses_score_every_tf_on_the_same_targets(codec):
     losses = common_frame_losses(models, windows, 50)
     assert losses[0] == pytest.approx(score_windows(models[0], windows, 50, frames))
     assert losses[0] != pytest.approx(score_windows(models[0], windows, 50), abs=1e-6)  # fewer frames than its own
+
+
+def test_compare_models_rows(tmp_path, codec):
+    torch.manual_seed(0)
+    spec = lambda tf, k: StreamSpec(tf=tf, k=k, window=50)   # noqa: E731
+    models = {name: Accompanist(DEBUG.model, codec.codebook_tables(4), spec(tf, k)).eval()
+              for name, tf, k in (("tf0", 0, 1), ("tf8", 8, 1), ("k5", 0, 5))}
+    windows = {"input": torch.randint(0, SIZE, (4, 4, 50)), "target": torch.randint(0, SIZE, (4, 4, 50)),
+               "category": torch.tensor([0, 1, 2, 3])}
+    rows = {r["model"]: r for r in compare_models(models, windows, 50)}
+    common = common_frame_losses({n: models[n] for n in ("tf0", "tf8")}, windows, 50)
+    assert rows["tf0"]["common_loss"] == pytest.approx(common["tf0"])
+    assert rows["tf8"]["reliance"] == pytest.approx(rows["tf8"]["common_loss_swapped"] - rows["tf8"]["common_loss"])
+    assert abs(rows["tf0"]["reliance"]) > 1e-4   # g = 0 at init: these models read only their input
+    assert rows["k5"]["common_loss"] is None
+    assert rows["k5"]["reliance"] == pytest.approx(input_reliance(models["k5"], windows, 50))
+    assert rows["tf0"]["steps"] is None and rows["tf0"]["tf"] == 0 and rows["k5"]["k"] == 5   # no card: untrained
 
 
 def test_init_from_a_shipped_model(tmp_path, codec):

@@ -195,15 +195,15 @@ def loss_curves_figure(histories: dict[str, list[dict]], title: str = "Training 
     return fig
 
 
-def val_curves_figure(cards: dict[str, dict]):
-    """Chapter 7: the validation curves stored in shipped checkpoint cards, by label."""
+def val_curves_figure(cards: dict[str, dict], title: str = "Validation loss of the shipped models"):
+    """Chapter 7: the validation curves stored in checkpoint cards (``val_curve``), by label."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for label, card in cards.items():
         curve = card.get("val_curve") or []
         fig.add_trace(go.Scatter(x=[s for s, _ in curve], y=[v for _, v in curve], mode="lines+markers", name=label))
-    fig.update_layout(title="Validation loss of the shipped models", xaxis_title="step",
+    fig.update_layout(title=title, xaxis_title="step",
                       yaxis_title="cross entropy (nats per token)", height=420)
     return fig
 
