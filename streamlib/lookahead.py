@@ -65,7 +65,6 @@ def flux_lag_correlation(tokens: str | Path, tables: Sequence[torch.Tensor] | to
     return {d: (float(np.mean(v)), float(np.std(v) / np.sqrt(len(v)))) for d, v in values.items() if v}
 
 
-
 def flux_lag_figure(result: dict[int, tuple[float, float]], frame_rate: float = 50.0):
     """Bar chart of ``flux_lag_correlation``'s result against the lag in seconds (error bars: 2 s.e.)."""
     import plotly.graph_objects as go

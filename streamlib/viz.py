@@ -4,11 +4,12 @@
 in-kernel ``plotly_mimetype`` (stable output under nbval) and returns the quick-mode flag.
 ``interactive(fn, **sliders)`` shows widgets when a front end is present and otherwise just calls
 ``fn`` with the sliders' default values, so a headless run (nbval, CI) still executes the figure.
+``markdown_table(header, rows)`` renders a small results table for ``display``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import plotly.io as pio
 
@@ -60,3 +61,12 @@ def _show(obj: Any) -> None:
         from IPython.display import display
 
         display(obj)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]):
+    """An ``IPython.display.Markdown`` table: one row per item of ``rows``, cells shown with ``str``."""
+    from IPython.display import Markdown
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))
