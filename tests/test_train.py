@@ -196,7 +196,7 @@ def test_common_frame_losses_score_every_tf_on_the_same_targets(codec):
     assert losses[0] != pytest.approx(score_windows(models[0], windows, 50), abs=1e-6)  # fewer frames than its own
 
 
-def test_compare_models_rows(tmp_path, codec):
+def test_compare_models_rows(codec):
     torch.manual_seed(0)
     spec = lambda tf, k: StreamSpec(tf=tf, k=k, window=50)   # noqa: E731
     models = {name: Accompanist(DEBUG.model, codec.codebook_tables(4), spec(tf, k)).eval()
