@@ -13,13 +13,14 @@ Used by chapters 3 (codec), 7 (training) and 9 (coherence model).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -52,6 +53,19 @@ def write_json(path: str | Path, data: dict) -> None:
             f.write("\n")
 
     _atomic_write(Path(path), _w)
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict]) -> Path:
+    """Write a CSV with a header row atomically (results tables, run logs, listening-study keys)."""
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    _atomic_write(Path(path), _w)
+    return Path(path)
 
 
 def card_path(weights_path: str | Path) -> Path:

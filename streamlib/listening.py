@@ -14,7 +14,6 @@ tests on every pair of systems (paired by participant) with a Bonferroni thresho
 
 from __future__ import annotations
 
-import csv
 import html
 import itertools
 import shutil
@@ -24,6 +23,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
+
+from streamlib.checkpoint import write_csv
 
 
 class StudyError(ValueError):
@@ -122,11 +123,8 @@ def write_study(trials: Sequence[Trial], out: str | Path, title: str = "Which ac
                 shutil.copyfile(src, out / name)
             names.append(name)
         blind[t.trial_id] = (names[0], names[1])
-    with key.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(Trial.__dataclass_fields__) + ["blind_a", "blind_b"])
-        w.writeheader()
-        for t in trials:
-            w.writerow({**asdict(t), "blind_a": blind[t.trial_id][0], "blind_b": blind[t.trial_id][1]})
+    write_csv(key, [*Trial.__dataclass_fields__, "blind_a", "blind_b"],
+              ({**asdict(t), "blind_a": blind[t.trial_id][0], "blind_b": blind[t.trial_id][1]} for t in trials))
     paths = {"key": key}
     for p in sorted({t.participant for t in trials}):
         rows = []

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from streamlib import checkpoint
 from streamlib.config import FRAME_RATE, StreamSpec, to_seconds
 from streamlib.metrics import MetricScorer
 from streamlib.paths import REPO_ROOT
@@ -185,14 +186,8 @@ def _relative(path: Path) -> str:
 
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: _fmt(r.get(c, "")) for c in CSV_COLUMNS})
-    return path
+    """The sweep's rows as a CSV of ``CSV_COLUMNS`` (floats to 6 significant digits), written atomically."""
+    return checkpoint.write_csv(path, CSV_COLUMNS, ({c: _fmt(r.get(c, "")) for c in CSV_COLUMNS} for r in rows))
 
 
 def _fmt(v):

@@ -2,6 +2,8 @@
 
 import math
 
+import torch
+
 from streamlib.bench import model as bench
 from streamlib.config import get_preset
 
@@ -34,4 +36,14 @@ def test_decode_latency_positive():
     _, acc, hf = _tiny()
     ms = bench.measure_decode(acc, hf, context=8, steps=2, nocache_steps=1, repeats=1)
     assert {"ours cache", "hf cache", "ours no cache", "hf no cache", "ours Generator"} <= set(ms)
+    _positive(ms)
+
+
+def test_cache_latency_times_the_same_computation():
+    _, acc, _ = _tiny()
+    fns = bench.ours_decode_fns(acc, context=8, steps=1, nocache_steps=1)
+    cached, full = fns["ours cache"](), fns["ours no cache"]()
+    assert cached.shape[:2] == full.shape[:2] and torch.allclose(cached[:, :, -1], full, atol=1e-4)
+    ms = bench.cache_latency_ms(acc, context=8, repeats=1)
+    assert set(ms) == {"cache", "no cache"}
     _positive(ms)

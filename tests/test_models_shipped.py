@@ -48,8 +48,9 @@ def test_models_are_trained():
 
 
 def test_seed_replica_table_matches_the_shipped_models():
-    """results/seed_replicas.csv (chapter 7) was made with today's shipped k = 1 models: its seed-0 rows carry
-    their card losses, so retraining a model without re-running ``compare`` fails here."""
+    """results/seed_replicas.csv (chapter 7) compares the shipped k = 1 runs (seed 0) with a second seed at
+    the same step: its seed-0 rows carry the validation loss the shipped runs logged at that step, so a
+    table made from other runs fails here."""
     import csv
     import json
 
@@ -57,5 +58,6 @@ def test_seed_replica_table_matches_the_shipped_models():
     assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
     for r in rows:
         card = json.loads((ROOT / "checkpoints" / "models" / f"{r['model']}.json").read_text())
-        assert float(r["card_val_loss"]) == pytest.approx(card["val_loss"], abs=1e-6)
-        assert int(r["steps"]) == card["steps"]
+        logged = {int(step): loss for step, loss in card["val_curve"]}
+        assert int(r["steps"]) <= card["steps"] and card["run"]["seed"] == 0
+        assert float(r["card_val_loss"]) == pytest.approx(logged[int(r["steps"])], abs=1e-6)

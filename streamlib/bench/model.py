@@ -101,6 +101,7 @@ def build_hf(cfg, vocab: int = 1024):
 
 
 def n_params(model: torch.nn.Module) -> int:
+    """Number of parameters (frozen buffers excluded); chapter 6 counts the presets with it."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -213,6 +214,37 @@ def measure_training(acc, hf, batch: int, frames: int, repeats: int, bf16: bool,
     return {name: batch * frames / s for name, s in med.items()}
 
 
+def ours_decode_fns(acc, context: int, steps: int, nocache_steps: int) -> dict[str, Callable[[], object]]:
+    """``ours cache`` / ``ours no cache`` callables of ``decode_fns`` (random codes, batch 1, inference mode)."""
+    acc.eval()
+    codes, pad, tokens, _, _ = _random_stream(acc, 1, context + max(steps, nocache_steps), seed=1)
+    with torch.inference_mode():
+        cache = acc.backbone.new_cache()
+        acc(codes[..., :context], pad[:, :context], tokens[..., :context], cache=cache)
+
+    @torch.inference_mode()
+    def ours_cache():
+        cache.truncate(context)
+        for i in range(context, context + steps):
+            out = acc(codes[..., i : i + 1], pad[:, i : i + 1], tokens[..., i : i + 1], cache=cache)
+        return out
+
+    @torch.inference_mode()
+    def ours_nocache():
+        for i in range(context, context + nocache_steps):
+            out = acc(codes[..., : i + 1], pad[:, : i + 1], tokens[..., : i + 1])[:, :, -1]
+        return out
+
+    return {"ours cache": ours_cache, "ours no cache": ours_nocache}
+
+
+def cache_latency_ms(acc, context: int, repeats: int = 5) -> dict[str, float]:
+    """Median ms to decode one frame at batch 1 after ``context`` frames, with the KV cache and by a full
+    pass over the context (``cache`` / ``no cache``), timed interleaved. Chapter 6 ("The KV cache")."""
+    med = interleaved(ours_decode_fns(acc, context, steps=1, nocache_steps=1), repeats)
+    return {"cache": 1e3 * med["ours cache"], "no cache": 1e3 * med["ours no cache"]}
+
+
 def decode_fns(acc, hf, context: int, steps: int, nocache_steps: int, generator: bool = True
                ) -> dict[str, Callable[[], object]]:
     """Callables that each decode frames at batch 1 after a ``context``-frame prefix (inference mode).
@@ -224,25 +256,14 @@ def decode_fns(acc, hf, context: int, steps: int, nocache_steps: int, generator:
     """
     from transformers import DynamicCache
 
-    acc.eval()
     hf.eval()
     total = context + max(steps, nocache_steps)
-    codes, pad, tokens, _, _ = _random_stream(acc, 1, total, seed=1)
     ids = torch.randint(0, hf.config.vocab_size, (1, total), generator=torch.Generator().manual_seed(1))
-    fns: dict[str, Callable[[], object]] = {}
+    fns = ours_decode_fns(acc, context, steps, nocache_steps)
 
     with torch.inference_mode():
-        cache = acc.backbone.new_cache()
-        acc(codes[..., :context], pad[:, :context], tokens[..., :context], cache=cache)
         hf_cache = DynamicCache(config=hf.config)
         hf(input_ids=ids[:, :context], past_key_values=hf_cache, use_cache=True)
-
-    @torch.inference_mode()
-    def ours_cache():
-        cache.truncate(context)
-        for i in range(context, context + steps):
-            out = acc(codes[..., i : i + 1], pad[:, i : i + 1], tokens[..., i : i + 1], cache=cache)
-        return out
 
     @torch.inference_mode()
     def hf_cache_fn():
@@ -254,19 +275,12 @@ def decode_fns(acc, hf, context: int, steps: int, nocache_steps: int, generator:
         return out
 
     @torch.inference_mode()
-    def ours_nocache():
-        for i in range(context, context + nocache_steps):
-            out = acc(codes[..., : i + 1], pad[:, : i + 1], tokens[..., : i + 1])[:, :, -1]
-        return out
-
-    @torch.inference_mode()
     def hf_nocache():
         for i in range(context, context + nocache_steps):
             out = hf(input_ids=ids[:, : i + 1], use_cache=False).logits[:, -1]
         return out
 
-    fns.update({"ours cache": ours_cache, "hf cache": hf_cache_fn,
-                "ours no cache": ours_nocache, "hf no cache": hf_nocache})
+    fns.update({"hf cache": hf_cache_fn, "hf no cache": hf_nocache})
 
     # the decoder stacks alone, fed random hidden states
     x = torch.randn(1, total, acc.cfg.d_model, generator=torch.Generator().manual_seed(3))

@@ -30,6 +30,7 @@ def _run(args) -> int:
 
     import torch
 
+    from streamlib.checkpoint import write_csv
     from streamlib.config import get_preset
     from streamlib.model import load_accompanist
     from streamlib.train import compare_models, load_val_fixture
@@ -52,25 +53,12 @@ def _run(args) -> int:
     for r in rows:
         print("  ".join(_fmt(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)))
     if args.csv:
-        _write(args.csv, COLUMNS, ({c: r[c] for c in COLUMNS} for r in rows))
+        print("wrote", write_csv(args.csv, COLUMNS, ({c: r[c] for c in COLUMNS} for r in rows)))
     if args.curves:
-        _write(args.curves, ("model", "seed", "tf", "k", "step", "val_loss"),
-               ({"model": r["model"], "seed": r["seed"], "tf": r["tf"], "k": r["k"], "step": step, "val_loss": loss}
-                for r in rows for step, loss in (getattr(models[r["model"]], "card", None) or {}).get("val_curve", [])))
+        curves = ({"model": r["model"], "seed": r["seed"], "tf": r["tf"], "k": r["k"], "step": step, "val_loss": loss}
+                  for r in rows for step, loss in (getattr(models[r["model"]], "card", None) or {}).get("val_curve", []))
+        print("wrote", write_csv(args.curves, ("model", "seed", "tf", "k", "step", "val_loss"), curves))
     return 0
-
-
-def _write(path, columns, rows) -> None:
-    import csv
-    from pathlib import Path
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
 
 
 def register(sub) -> None:
