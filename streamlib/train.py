@@ -400,10 +400,25 @@ def common_frame_losses(models: dict[str, Accompanist], windows: dict[str, torch
     easy ones, so its card loss is not comparable with a t_f <= 0 model's; this is."""
     if not models:
         return {}
+    frames = _common_frames(models, window)
+    return {name: score_windows(m, windows, window, frames) for name, m in models.items()}
+
+
+def _common_frames(models: dict[str, Accompanist], window: int) -> int:
     frames = min(predicted_frames(window, 0 if m.spec is None else m.spec.tf, m.cfg.n_q) for m in models.values())
     if frames < 1:
         raise ConfigError(f"no output frame is predicted by every model in a {window}-frame window")
-    return {name: score_windows(m, windows, window, frames) for name, m in models.items()}
+    return frames
+
+
+def window_losses(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int) -> dict[str, np.ndarray]:
+    """``common_frame_losses`` window by window: ``[n_windows]`` losses per model on the same targets, for a
+    paired comparison (chapter 7): a difference that holds in most windows is not one window's luck."""
+    if not models:
+        return {}
+    frames = _common_frames(models, window)
+    one = [{key: v[i : i + 1] for key, v in windows.items()} for i in range(windows["input"].shape[0])]
+    return {name: np.array([score_windows(m, w, window, frames) for w in one]) for name, m in models.items()}
 
 
 def swap_inputs(windows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -508,4 +523,4 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
 
 
 __all__ += ["common_frame_losses", "compare_models", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
-            "swap_inputs"]
+            "swap_inputs", "window_losses"]

@@ -61,3 +61,18 @@ def test_seed_replica_table_matches_the_shipped_models():
         logged = {int(step): loss for step, loss in card["val_curve"]}
         assert int(r["steps"]) <= card["steps"] and card["run"]["seed"] == 0
         assert float(r["card_val_loss"]) == pytest.approx(logged[int(r["steps"])], abs=1e-6)
+
+
+def test_lookahead_trio_table_is_the_shipped_models():
+    """results/lookahead_trio.csv (README, chapter 7) was made from today's shipped k = 1 trio: retraining a
+    model without re-running ``python -m streamlib compare`` fails here."""
+    import csv
+    import json
+
+    rows = list(csv.DictReader((ROOT / "results" / "lookahead_trio.csv").open()))
+    assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
+    for r in rows:
+        card = json.loads((ROOT / "checkpoints" / "models" / f"{r['model']}.json").read_text())
+        assert int(r["steps"]) == card["steps"]
+        assert float(r["card_val_loss"]) == pytest.approx(card["val_loss"], abs=1e-6)
+        assert float(r["reliance"]) == pytest.approx(float(r["common_loss_swapped"]) - float(r["common_loss"]))

@@ -18,6 +18,7 @@ from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
     Run, batch_loss, common_frame_losses, compare_models, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
+    window_losses,
 )
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
@@ -211,6 +212,11 @@ def test_compare_models_rows(codec):
     assert rows["k5"]["common_loss"] is None
     assert rows["k5"]["reliance"] == pytest.approx(input_reliance(models["k5"], windows, 50))
     assert rows["tf0"]["steps"] is None and rows["tf0"]["tf"] == 0 and rows["k5"]["k"] == 5   # no card: untrained
+    per_window = window_losses({n: models[n] for n in ("tf0", "tf8")}, windows, 50)
+    assert {n: v.shape for n, v in per_window.items()} == {"tf0": (4,), "tf8": (4,)}
+    for name in ("tf0", "tf8"):   # every window has the same number of common targets: the mean is the total
+        assert per_window[name].mean() == pytest.approx(common[name], rel=1e-5)
+    assert len(set(np.round(per_window["tf0"], 6))) == 4   # four different windows, four losses
 
 
 def test_init_from_a_shipped_model(tmp_path, codec):

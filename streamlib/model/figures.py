@@ -11,6 +11,8 @@ Chapter 7: ``loss_mask_figure`` (k = 1 vs. the prefix decoder's chunk loss), ``l
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from streamlib.tokens.visibility import Aligned, align, chunk_masks, output_offset
@@ -223,5 +225,18 @@ def lookahead_figure(own: dict[float, float], swapped: dict[float, float]):
     return fig
 
 
-__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure",
+def paired_difference_figure(diffs: dict[str, Sequence[float]], title: str = "Per-window loss differences"):
+    """Chapter 7: one box per comparison of per-window loss differences (``streamlib.train.window_losses``),
+    every window a dot; above zero the first model of the pair is worse on that window."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, d in diffs.items():
+        fig.add_trace(go.Box(y=d, name=name, boxpoints="all", jitter=0.4, pointpos=0))
+    fig.add_hline(y=0, line={"dash": "dot", "color": "grey"})
+    fig.update_layout(title=title, height=400, showlegend=False, yaxis_title="loss difference (nats per token)")
+    return fig
+
+
+__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure", "paired_difference_figure",
            "lr_figure", "val_curves_figure", "visibility_maps"]
