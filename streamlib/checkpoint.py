@@ -56,7 +56,7 @@ def write_json(path: str | Path, data: dict) -> None:
 
 
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict]) -> Path:
-    """Write a CSV with a header row atomically (results tables, run logs, listening-study keys)."""
+    """Write a CSV with a header row atomically (results tables, listening-study keys)."""
 
     def _w(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
