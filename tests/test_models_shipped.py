@@ -3,6 +3,9 @@ its card's validation loss on the committed fixture windows; the grid the book n
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,10 @@ from streamlib.train import load_val_fixture, score_windows
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "model_val_windows.npz"
 ENTRIES = shipped_models()
+
+
+def _card(model: str) -> dict:
+    return json.loads((ROOT / "checkpoints" / "models" / f"{model}.json").read_text())
 
 
 def test_the_book_grid_is_shipped():
@@ -41,8 +48,6 @@ def test_models_are_trained():
     """Every shipped model predicts far better than a uniform guess over 1024 codes (ln 1024 = 6.93 nats).
     (Whether the losses order by t_f is a finding reported in chapter 7 - with two seeds per t_f - and the
     chapter's asserts check the facts its text relies on - not a property we assert.)"""
-    import math
-
     for e in ENTRIES:
         assert load_accompanist(e.path).card["val_loss"] < math.log(1024) - 2.5, e.label
 
@@ -51,13 +56,10 @@ def test_seed_replica_table_matches_the_shipped_models():
     """results/seed_replicas.csv (chapter 7) compares the shipped k = 1 runs (seed 0) with a second seed at
     the same step: its seed-0 rows carry the validation loss the shipped runs logged at that step, so a
     table made from other runs fails here."""
-    import csv
-    import json
-
     rows = [r for r in csv.DictReader((ROOT / "results" / "seed_replicas.csv").open()) if r["seed"] == "0"]
     assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
     for r in rows:
-        card = json.loads((ROOT / "checkpoints" / "models" / f"{r['model']}.json").read_text())
+        card = _card(r["model"])
         logged = {int(step): loss for step, loss in card["val_curve"]}
         assert int(r["steps"]) <= card["steps"] and card["run"]["seed"] == 0
         assert float(r["card_val_loss"]) == pytest.approx(logged[int(r["steps"])], abs=1e-6)
@@ -66,13 +68,10 @@ def test_seed_replica_table_matches_the_shipped_models():
 def test_lookahead_trio_table_is_the_shipped_models():
     """results/lookahead_trio.csv (README, chapter 7) was made from today's shipped k = 1 trio: retraining a
     model without re-running ``python -m streamlib compare`` fails here."""
-    import csv
-    import json
-
     rows = list(csv.DictReader((ROOT / "results" / "lookahead_trio.csv").open()))
     assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
     for r in rows:
-        card = json.loads((ROOT / "checkpoints" / "models" / f"{r['model']}.json").read_text())
+        card = _card(r["model"])
         assert int(r["steps"]) == card["steps"]
         assert float(r["card_val_loss"]) == pytest.approx(card["val_loss"], abs=1e-6)
         assert float(r["reliance"]) == pytest.approx(float(r["common_loss_swapped"]) - float(r["common_loss"]))

@@ -238,5 +238,5 @@ def paired_difference_figure(diffs: dict[str, Sequence[float]], title: str = "Pe
     return fig
 
 
-__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure", "paired_difference_figure",
-           "lr_figure", "val_curves_figure", "visibility_maps"]
+__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure",
+           "lr_figure", "paired_difference_figure", "val_curves_figure", "visibility_maps"]
