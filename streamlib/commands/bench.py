@@ -13,7 +13,7 @@ import pkgutil
 def register(sub) -> None:
     from streamlib import bench
 
-    p = sub.add_parser("bench", help="benchmarks: codec, model, stream (side-by-side ratios, one run)")
+    p = sub.add_parser("bench", help="benchmarks: data, codec, model, stream (side-by-side ratios, one run)")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     for info in sorted(pkgutil.iter_modules(bench.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"streamlib.bench.{info.name}")
