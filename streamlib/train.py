@@ -40,7 +40,7 @@ from streamlib.checkpoint import (
 )
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, get_device
 from streamlib.model.accompanist import Accompanist, masked_loss
-from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks, predicted_frames
+from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
 
@@ -99,13 +99,14 @@ def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> 
 
 
 def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
-               frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               frames: int | None = None, per_window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``;
-    with ``frames``, only targets of output frames ``< frames``. ``net`` is the accompanist or its DDP wrapper."""
+    with ``frames``, only targets of output frames ``< frames``; ``per_window``: one sum and count per
+    window of the batch. ``net`` is the accompanist or its DDP wrapper."""
     keep, mask = (None, aligned.loss_mask) if prefix is None else chunk_masks(aligned, prefix, k)
     if frames is not None:
         mask = mask & (aligned.target_frames < frames)
-    return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k)
+    return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k, per_window=per_window)
 
 
 def draw_prefix(seed: int, step: int, window: int, k: int) -> int:
@@ -148,13 +149,24 @@ def evaluate(model: Accompanist, windows: dict[str, torch.Tensor], k: int, offli
     return total / max(count, 1)
 
 
-def validation_windows(tokens: str | Path, window: int, n_q: int, n: int, policy: str = "paper") -> dict[str, torch.Tensor]:
-    """``n`` fixed validation windows spread over the validation split."""
+def validation_windows(tokens: str | Path, window: int, n_q: int, n: int | None, policy: str = "paper",
+                       split: str = "validation") -> dict[str, torch.Tensor]:
+    """``n`` fixed windows spread evenly over a split (all of them when ``n`` is None)."""
+    return split_windows(tokens, window, n_q, n, policy, split)[0]
+
+
+def split_windows(tokens: str | Path, window: int, n_q: int, n: int | None = None, policy: str = "paper",
+                  split: str = "validation") -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """``validation_windows`` and, for each window, where it comes from: its ``row`` of the split
+    (``TokenWindows`` item), ``track`` and ``start`` frame. Windows of one track are not independent
+    samples; ``streamlib.compare.paired_difference`` groups them by track."""
     from streamlib.codec.tokenize import TokenWindows
 
-    ds = TokenWindows(tokens, "validation", window, n_q=n_q, policy=policy, seed=0)
-    idx = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
-    return make_batch(ds, idx, draw=0)
+    ds = TokenWindows(tokens, split, window, n_q=n_q, policy=policy, seed=0)
+    count = len(ds) if n is None else min(n, len(ds))
+    idx = np.linspace(0, len(ds) - 1, num=count).round().astype(int)
+    info = [{"row": int(i), "track": ds.track_name(int(i)), "start": ds.window_start(int(i))} for i in idx]
+    return make_batch(ds, idx, draw=0), info
 
 
 def codec_tables(tokens: str | Path, n_q: int, codec=None) -> tuple[list[torch.Tensor], str | None]:
@@ -391,67 +403,6 @@ def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: in
     k = 1 if acc.spec is None else acc.spec.k
     cropped = {key: (v[..., :window] if v.dim() == 3 else v) for key, v in windows.items()}
     return evaluate(acc, cropped, k, acc.offline, torch.device("cpu"), frames=frames)
-
-
-def common_frame_losses(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int) -> dict[str, float]:
-    """Validation loss of each model on the *same* targets: the output frames that every model predicts
-    at every level in a ``window``-frame layout (chapter 7). A model with t_f > 1 gives up the last
-    ``t_f - 1`` frames of each window to its output padding, and late frames (long history) are the
-    easy ones, so its card loss is not comparable with a t_f <= 0 model's; this is."""
-    if not models:
-        return {}
-    frames = _common_frames(models, window)
-    return {name: score_windows(m, windows, window, frames) for name, m in models.items()}
-
-
-def _common_frames(models: dict[str, Accompanist], window: int) -> int:
-    frames = min(predicted_frames(window, 0 if m.spec is None else m.spec.tf, m.cfg.n_q) for m in models.values())
-    if frames < 1:
-        raise ConfigError(f"no output frame is predicted by every model in a {window}-frame window")
-    return frames
-
-
-def window_losses(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int) -> dict[str, np.ndarray]:
-    """``common_frame_losses`` window by window: ``[n_windows]`` losses per model on the same targets, for a
-    paired comparison (chapter 7): a difference that holds in most windows is not one window's luck."""
-    if not models:
-        return {}
-    frames = _common_frames(models, window)
-    one = [{key: v[i : i + 1] for key, v in windows.items()} for i in range(windows["input"].shape[0])]
-    return {name: np.array([score_windows(m, w, window, frames) for w in one]) for name, m in models.items()}
-
-
-def swap_inputs(windows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same windows with every window's input replaced by the next window's (a random pairing)."""
-    return dict(windows, input=windows["input"].roll(1, dims=0))
-
-
-def input_reliance(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
-    """How much the model listens: validation loss with every window's input swapped for another
-    window's (``swap_inputs``), minus the loss with its own input (nats per token; ~0 means the
-    input is ignored)."""
-    return score_windows(acc, swap_inputs(windows), window) - score_windows(acc, windows, window)
-
-
-def compare_models(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int) -> list[dict]:
-    """Chapter 7: one row per model, the numbers to read before any loss ordering: steps and seed from
-    its card, the card's validation loss, and for k = 1 models the loss on the targets all k = 1 models
-    predict (``common_frame_losses``) with each window's own input and with another's (``swap_inputs``);
-    ``reliance`` is the difference (``input_reliance`` over its own targets for the other models)."""
-    k1 = {name: m for name, m in models.items() if m.spec is not None and m.spec.k == 1 and not m.offline}
-    own = common_frame_losses(k1, windows, window)
-    other = common_frame_losses(k1, swap_inputs(windows), window)
-    rows = []
-    for name, m in models.items():
-        card = getattr(m, "card", None) or {}
-        row = {"model": name, "tf": None if m.offline or m.spec is None else m.spec.tf,
-               "k": None if m.offline or m.spec is None else m.spec.k, "offline": bool(m.offline),
-               "steps": card.get("steps"), "seed": (card.get("run") or {}).get("seed"),
-               "card_val_loss": card.get("val_loss"), "common_loss": own.get(name),
-               "common_loss_swapped": other.get(name)}
-        row["reliance"] = (other[name] - own[name]) if name in k1 else input_reliance(m, windows, window)
-        rows.append(row)
-    return rows
 
 
 def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path | None = None,

@@ -17,8 +17,7 @@ from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, common_frame_losses, compare_models, draw_prefix, export_model, input_reliance, load_val_fixture, lr_at, score_windows, train,
-    window_losses,
+    Run, batch_loss, draw_prefix, export_model, load_val_fixture, lr_at, score_windows, split_windows, train, validation_windows,
 )
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
@@ -170,53 +169,16 @@ def test_two_process_ddp_equals_one_process(tmp_path, codec):
         assert torch.allclose(value, result["state"][key], atol=1e-5), key
 
 
-def test_input_reliance_sees_an_input_only_model(codec):
-    """At g = 0 the model reads only the input stream, so swapping inputs must change its loss."""
-    torch.manual_seed(0)
-    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
-    windows = {"input": torch.randint(0, SIZE, (4, 4, 50)), "target": torch.randint(0, SIZE, (4, 4, 50)),
-               "category": torch.tensor([0, 1, 2, 3])}
-    assert abs(input_reliance(acc, windows, 50)) > 1e-4
-    same = dict(windows, input=windows["input"][:1].repeat(4, 1, 1))  # every window has the same input
-    assert input_reliance(acc, same, 50) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_common_frame_losses_score_every_tf_on_the_same_targets(codec):
-    torch.manual_seed(0)
-    tfs = (-5, 0, 1, 8)
-    models = {tf: Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=tf, k=1, window=50)).eval()
-              for tf in tfs}
-    windows = {"input": torch.randint(0, SIZE, (2, 4, 50)), "target": torch.randint(0, SIZE, (2, 4, 50)),
-               "category": torch.tensor([0, 3])}
-    frames = 50 - (8 - 1) - 3  # t_f = 8 pads 7 output steps; the delay pattern takes 3 more off level 3
-    counts = {tf: int(batch_loss(models[tf], align(windows["input"], windows["target"], windows["category"], tf),
-                                 1, None, frames)[1]) for tf in tfs}
-    assert set(counts.values()) == {2 * 4 * frames}  # the same number of targets, all levels of frames 0..frames-1
-    losses = common_frame_losses(models, windows, 50)
-    assert losses[0] == pytest.approx(score_windows(models[0], windows, 50, frames))
-    assert losses[0] != pytest.approx(score_windows(models[0], windows, 50), abs=1e-6)  # fewer frames than its own
-
-
-def test_compare_models_rows(codec):
-    torch.manual_seed(0)
-    spec = lambda tf, k: StreamSpec(tf=tf, k=k, window=50)   # noqa: E731
-    models = {name: Accompanist(DEBUG.model, codec.codebook_tables(4), spec(tf, k)).eval()
-              for name, tf, k in (("tf0", 0, 1), ("tf8", 8, 1), ("k5", 0, 5))}
-    windows = {"input": torch.randint(0, SIZE, (4, 4, 50)), "target": torch.randint(0, SIZE, (4, 4, 50)),
-               "category": torch.tensor([0, 1, 2, 3])}
-    rows = {r["model"]: r for r in compare_models(models, windows, 50)}
-    common = common_frame_losses({n: models[n] for n in ("tf0", "tf8")}, windows, 50)
-    assert rows["tf0"]["common_loss"] == pytest.approx(common["tf0"])
-    assert rows["tf8"]["reliance"] == pytest.approx(rows["tf8"]["common_loss_swapped"] - rows["tf8"]["common_loss"])
-    assert abs(rows["tf0"]["reliance"]) > 1e-4   # g = 0 at init: these models read only their input
-    assert rows["k5"]["common_loss"] is None
-    assert rows["k5"]["reliance"] == pytest.approx(input_reliance(models["k5"], windows, 50))
-    assert rows["tf0"]["steps"] is None and rows["tf0"]["tf"] == 0 and rows["k5"]["k"] == 5   # no card: untrained
-    per_window = window_losses({n: models[n] for n in ("tf0", "tf8")}, windows, 50)
-    assert {n: v.shape for n, v in per_window.items()} == {"tf0": (4,), "tf8": (4,)}
-    for name in ("tf0", "tf8"):   # every window has the same number of common targets: the mean is the total
-        assert per_window[name].mean() == pytest.approx(common[name], rel=1e-5)
-    assert len(set(np.round(per_window["tf0"], 6))) == 4   # four different windows, four losses
+def test_split_windows_say_where_each_window_comes_from(tmp_path):
+    tokens = fake_cache(tmp_path / "tok", tracks=3)
+    windows, info = split_windows(tokens, 50, 4)
+    assert windows["input"].shape == (6, 4, 50) and [w["row"] for w in info] == list(range(6))   # 2 mixes per track
+    assert [w["track"] for w in info] == ["Track00000"] * 2 + ["Track00001"] * 2 + ["Track00002"] * 2
+    some = validation_windows(tokens, 50, 4, 3)
+    assert torch.equal(some["input"], windows["input"][[0, 2, 5]])   # n windows spread over the split
+    for w, row in zip(info, windows["input"]):
+        mix = np.load(f"{tokens}/validation/{w['track']}.npz")["mix_codes"][w["row"] % 2]
+        assert np.array_equal(mix[:, w["start"] : w["start"] + 50], row.numpy())
 
 
 def test_init_from_a_shipped_model(tmp_path, codec):

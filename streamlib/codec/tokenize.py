@@ -233,6 +233,7 @@ class TokenWindows(Dataset):
             raise FileNotFoundError(f"no token files under {Path(root) / split} (run python -m streamlib tokenize)")
         self.window, self.n_q, self.seed, self.tries = int(window_frames), int(n_q), int(seed), int(tries)
         self.tracks: list[dict[str, np.ndarray]] = []
+        self.names: list[str] = []  # track file stems, parallel to ``tracks``
         self.rows: list[tuple[int, int]] = []
         for f in files:
             with np.load(f) as z:
@@ -247,9 +248,14 @@ class TokenWindows(Dataset):
                 if policy == "both" or d["mix_policy"][m] == POLICIES[policy]:
                     self.rows.append((len(self.tracks), m))
             self.tracks.append(d)
+            self.names.append(f.stem)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def track_name(self, i: int) -> str:
+        """The track (file stem, e.g. ``Track00217``) item ``i`` comes from."""
+        return self.names[self.rows[i][0]]
 
     def window_start(self, i: int, draw: int = 0) -> int:
         """Start frame of item ``i``; ``draw`` > 0 gives another window of the same row (training

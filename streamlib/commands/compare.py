@@ -1,22 +1,26 @@
 """``python -m streamlib compare``: score accompanists side by side on the same targets (chapter 7).
 
-Example::
+Example (the shipped k = 1 trio on every window of the book's validation split, as in chapter 7)::
 
     python -m streamlib compare checkpoints/models/book_tf-50_k1.safetensors \\
         checkpoints/models/book_tf+0_k1.safetensors checkpoints/models/book_tf+50_k1.safetensors \\
-        --csv runs/compare.csv --curves runs/compare_curves.csv
+        --tokens data/tokens/book --csv results/lookahead_trio.csv \\
+        --windows-csv results/lookahead_trio_windows.csv --threads 2
 
 Prints, per model, its steps and seed, its card's validation loss, the loss on the targets every
-k = 1 model predicts (with each window's own input and with another window's) and the input
-reliance: read the last column before reading any ordering of the others. ``--curves`` also writes
-each card's validation curve (model, seed, tf, k, step, val_loss) for plotting runs side by side.
+k = 1 model predicts (with each window's own input and with another song's) and the input
+reliance: read that column before reading any ordering of the others. Then each k = 1 model's
+paired difference to the t_f = 0 model, with its standard error over tracks when the windows come
+from a token cache. Without ``--tokens`` the windows are the committed test fixture (32 windows:
+too few to resolve differences of a few thousandths of a nat). ``--curves`` also writes each
+card's validation curve (model, seed, tf, k, step, val_loss) for plotting runs side by side.
 """
 
 from __future__ import annotations
 
 DEFAULT_FIXTURE = "tests/fixtures/model_val_windows.npz"
-COLUMNS = ("model", "tf", "k", "offline", "steps", "seed", "card_val_loss", "common_loss", "common_loss_swapped",
-           "reliance")
+COLUMNS = ("model", "tf", "k", "offline", "steps", "seed", "card_val_loss", "windows", "common_loss",
+           "common_loss_swapped", "reliance")
 
 
 def _fmt(value) -> str:
@@ -25,20 +29,33 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _windows(args, window: int, n_q: int):
+    """(windows, per-window info or None) from ``--tokens`` or ``--fixture``."""
+    from pathlib import Path
+
+    from streamlib.train import load_val_fixture, split_windows
+
+    if args.tokens:
+        if not Path(args.tokens, args.split).is_dir():
+            raise SystemExit(f"compare: no split {args.split!r} in the token cache {args.tokens}")
+        return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split)
+    fixture = Path(args.fixture)
+    if not fixture.exists():
+        raise SystemExit(f"compare: no validation windows at {fixture} (pass --fixture or --tokens)")
+    return load_val_fixture(fixture), None
+
+
 def _run(args) -> int:
     from pathlib import Path
 
     import torch
 
     from streamlib.checkpoint import write_csv
+    from streamlib.compare import compare_models, paired_difference, write_window_losses
     from streamlib.config import get_preset
     from streamlib.model import load_accompanist
-    from streamlib.train import compare_models, load_val_fixture
 
     torch.set_num_threads(args.threads)
-    fixture = Path(args.fixture)
-    if not fixture.exists():
-        raise SystemExit(f"compare: no validation windows at {fixture} (pass --fixture)")
     models = {}
     for path in map(Path, args.models):
         if not path.exists():
@@ -46,14 +63,29 @@ def _run(args) -> int:
         if path.stem in models:
             raise SystemExit(f"compare: two checkpoints named {path.stem}; rename one")
         models[path.stem] = load_accompanist(path, device="cpu")
+    if len({m.cfg.n_q for m in models.values()}) != 1:
+        raise SystemExit("compare: the models predict different numbers of codebook levels")
     window = args.window or get_preset("book").train.window_frames
-    rows = compare_models(models, load_val_fixture(fixture), window)
+    windows, info = _windows(args, window, next(iter(models.values())).cfg.n_q)
+    if args.windows_csv and info is None:
+        raise SystemExit("compare: --windows-csv needs --tokens (the fixture does not record where its windows come from)")
+    rows = compare_models(models, windows, window)
     widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in COLUMNS]
     print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
     for r in rows:
         print("  ".join(_fmt(r[c]).ljust(w) for c, w in zip(COLUMNS, widths)))
+    reference = next((r for r in rows if r["tf"] == 0 and r["k"] == 1), None)
+    groups = None if info is None else [w["track"] for w in info]
+    for r in rows:
+        if reference is not None and r is not reference and r["per_window"] is not None:
+            d = paired_difference(r["per_window"], reference["per_window"], groups)
+            unit = "tracks" if groups else "windows"
+            print(f"{r['model']} minus {reference['model']}: {d['mean']:+.4f} nats per token (standard error "
+                  f"{d['se']:.4f} over {d['n']} {unit}; higher in {d['higher']} of them)")
     if args.csv:
         print("wrote", write_csv(args.csv, COLUMNS, ({c: r[c] for c in COLUMNS} for r in rows)))
+    if args.windows_csv:
+        print("wrote", write_window_losses(args.windows_csv, info, rows))
     if args.curves:
         curves = ({"model": r["model"], "seed": r["seed"], "tf": r["tf"], "k": r["k"], "step": step, "val_loss": loss}
                   for r in rows for step, loss in (getattr(models[r["model"]], "card", None) or {}).get("val_curve", []))
@@ -65,9 +97,14 @@ def register(sub) -> None:
     p = sub.add_parser("compare", help="score accompanists on the same targets, with and without their input",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", help="accompanist checkpoints (.safetensors with their .json cards)")
+    p.add_argument("--tokens", default=None, help="score windows of this token cache instead of the fixture")
+    p.add_argument("--split", default="validation", help="split of --tokens (default validation)")
+    p.add_argument("--max-windows", type=int, default=None,
+                   help="with --tokens: at most this many windows, spread over the split (default: all)")
     p.add_argument("--fixture", default=DEFAULT_FIXTURE, help=f"validation windows (default {DEFAULT_FIXTURE})")
     p.add_argument("--window", type=int, default=None, help="layout length in frames (default: the book preset's)")
     p.add_argument("--csv", default=None, help="also write the table here")
+    p.add_argument("--windows-csv", default=None, help="with --tokens: also write every window's losses here")
     p.add_argument("--curves", default=None, help="also write every card's validation curve here")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.set_defaults(func=_run)

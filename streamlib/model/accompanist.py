@@ -110,23 +110,25 @@ class Accompanist(nn.Module):
 
 
 def masked_loss(net: nn.Module, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
-                length: int | None = None) -> tuple[Tensor, Tensor]:
+                length: int | None = None, per_window: bool = False) -> tuple[Tensor, Tensor]:
     """Run ``net`` (an ``Accompanist``, or one wrapped for DDP) on aligned streams; summed cross entropy
-    over ``loss_mask`` (default ``aligned.loss_mask``) and the count. ``length`` keeps only the first
-    positions (a prefix chunk needs nothing after it)."""
+    over ``loss_mask`` (default ``aligned.loss_mask``) and the count (``per_window``: one of each per batch
+    row). ``length`` keeps only the first positions (a prefix chunk needs nothing after it)."""
     n = aligned.length if length is None else int(length)
     mask = (aligned.loss_mask if loss_mask is None else loss_mask)[..., :n]
     keep = None if input_keep is None else input_keep[..., :n]
     logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n], aligned.output_tokens[..., :n], keep)
-    return token_loss(logits, aligned.targets[..., :n], mask)
+    return token_loss(logits, aligned.targets[..., :n], mask, per_window)
 
 
-def token_loss(logits: Tensor, targets: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+def token_loss(logits: Tensor, targets: Tensor, mask: Tensor, per_window: bool = False) -> tuple[Tensor, Tensor]:
     """Summed cross entropy of code ``logits [B, Q, L, size]`` against token ``targets [B, Q, L]``
-    where ``mask``, and the number of masked targets."""
+    where ``mask``, and the number of masked targets; ``per_window``: both as ``[B]``, one per row."""
     codes = (targets - CODE_OFFSET).clamp(min=0)
     ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1), reduction="none")
-    mask = mask.reshape(-1)
+    ce, mask = ce.view(targets.shape[0], -1), mask.reshape(targets.shape[0], -1)
+    if per_window:
+        return (ce * mask).sum(1), mask.sum(1)
     return (ce * mask).sum(), mask.sum()
 
 

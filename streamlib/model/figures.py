@@ -212,11 +212,11 @@ def val_curves_figure(cards: dict[str, dict], title: str = "Validation loss of t
 
 def lookahead_figure(own: dict[float, float], swapped: dict[float, float]):
     """Chapter 7: validation loss against t_f (seconds) on common targets, with each window's own input
-    and with another window's; the gap between the lines is how much the models listen."""
+    and with another song's; the gap between the lines is how much the models listen."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for name, points, dash in (("own input", own, "solid"), ("another window's input", swapped, "dot")):
+    for name, points, dash in (("own input", own, "solid"), ("another song's input", swapped, "dot")):
         tfs = sorted(points)
         fig.add_trace(go.Scatter(x=tfs, y=[points[t] for t in tfs], mode="lines+markers", name=name,
                                  line={"dash": dash}))
@@ -226,7 +226,7 @@ def lookahead_figure(own: dict[float, float], swapped: dict[float, float]):
 
 
 def paired_difference_figure(diffs: dict[str, Sequence[float]], title: str = "Per-window loss differences"):
-    """Chapter 7: one box per comparison of per-window loss differences (``streamlib.train.window_losses``),
+    """Chapter 7: one box per comparison of per-window loss differences (``streamlib.compare.window_losses``),
     every window a dot; above zero the first model of the pair is worse on that window."""
     import plotly.graph_objects as go
 

@@ -1,0 +1,94 @@
+"""Comparing models on the same targets: common frames, per-window losses, input reliance, paired
+differences over tracks, the per-window CSV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamlib.codec import CausalCodec
+from streamlib.compare import (
+    common_frame_losses, compare_models, input_reliance, paired_difference, read_window_losses, swap_inputs,
+    window_losses, write_window_losses,
+)
+from streamlib.config import ConfigError, StreamSpec, get_preset
+from streamlib.model import Accompanist
+from streamlib.tokens.visibility import align
+from streamlib.train import batch_loss, score_windows
+
+DEBUG = get_preset("debug")  # window 1 s = 50 frames
+SIZE = DEBUG.codec.codebook_size
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    return CausalCodec(DEBUG.codec)
+
+
+def _windows(n: int) -> dict[str, torch.Tensor]:
+    return {"input": torch.randint(0, SIZE, (n, 4, 50)), "target": torch.randint(0, SIZE, (n, 4, 50)),
+            "category": torch.arange(n) % 16}
+
+
+'''"$(cat /tmp/moved.py)"'''
+
+def test_window_losses_equal_scoring_each_window_alone(codec):
+    torch.manual_seed(0)
+    models = {tf: Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=tf, k=1, window=50)).eval()
+              for tf in (-3, 4)}
+    windows = _windows(5)
+    batched = window_losses(models, windows, 50, batch_size=2)   # batches of 2, 2 and 1
+    frames = 50 - 3 - 3
+    for tf, m in models.items():
+        alone = [score_windows(m, {k: v[i : i + 1] for k, v in windows.items()}, 50, frames) for i in range(5)]
+        assert batched[tf] == pytest.approx(alone, abs=1e-5)
+    k5 = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=5, window=50))
+    with pytest.raises(ConfigError, match="k = 1"):
+        window_losses({"k5": k5}, windows, 50)
+
+
+def test_swap_inputs_takes_another_window_half_the_set_away():
+    windows = _windows(6)
+    swapped = swap_inputs(windows)
+    assert torch.equal(swapped["input"][3], windows["input"][0]) and torch.equal(swapped["target"], windows["target"])
+    assert torch.equal(swap_inputs(windows, 1)["input"][1], windows["input"][0])
+    with pytest.raises(ValueError, match="at least 2"):
+        swap_inputs(_windows(1))
+    with pytest.raises(ValueError, match="its own input"):
+        swap_inputs(windows, 6)
+
+
+def test_paired_difference_counts_tracks_not_windows():
+    a = np.array([1.0, 1.2, 1.0, 1.4, 2.0, 2.2])
+    b = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 2.0])
+    by_window = paired_difference(a, b)
+    assert by_window["mean"] == pytest.approx(0.8 / 6) and by_window["n"] == 6 and by_window["higher"] == 3
+    assert by_window["se"] == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(6))
+    by_track = paired_difference(a, b, ["A", "A", "B", "B", "C", "C"])   # track means 0.1, 0.2, 0.1
+    assert by_track["mean"] == pytest.approx(by_window["mean"]) and by_track["n"] == 3 and by_track["higher"] == 3
+    assert by_track["se"] == pytest.approx(np.std([0.1, 0.2, 0.1], ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="2 groups"):
+        paired_difference(a, b, ["A"] * 6)
+    with pytest.raises(ValueError, match="groups for"):
+        paired_difference(a, b, ["A", "B"])
+    with pytest.raises(ValueError, match="finite"):
+        paired_difference([1.0, np.nan], [1.0, 1.0])
+
+
+def test_window_losses_csv_round_trip(tmp_path, codec):
+    torch.manual_seed(0)
+    models = {f"tf{tf}": Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=tf, k=1, window=50)).eval()
+              for tf in (0, 2)}
+    models["k5"] = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=5, window=50)).eval()
+    rows = compare_models(models, _windows(4), 50)
+    info = [{"row": i, "track": f"Track{i // 2:05d}", "start": 7 * i} for i in range(4)]
+    path = write_window_losses(tmp_path / "w.csv", info, rows)
+    back_info, own, swapped = read_window_losses(path)
+    assert back_info == info and set(own) == {"tf0", "tf2"}   # k > 1 models have no per-window column
+    by_name = {r["model"]: r for r in rows}
+    for name in own:
+        assert own[name] == pytest.approx(by_name[name]["per_window"])
+        assert swapped[name] == pytest.approx(by_name[name]["per_window_swapped"])
+        assert own[name].mean() == pytest.approx(by_name[name]["common_loss"])
