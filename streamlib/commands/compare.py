@@ -36,6 +36,8 @@ def _windows(args, window: int, n_q: int):
     from streamlib.train import load_val_fixture, split_windows
 
     if args.tokens:
+        if args.max_windows is not None and args.max_windows < 2:
+            raise SystemExit("compare: --max-windows must be at least 2 (a swapped input needs another window)")
         if not Path(args.tokens, args.split).is_dir():
             raise SystemExit(f"compare: no split {args.split!r} in the token cache {args.tokens}")
         return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split)
@@ -55,6 +57,8 @@ def _run(args) -> int:
     from streamlib.config import get_preset
     from streamlib.model import load_accompanist
 
+    if args.windows_csv and not args.tokens:
+        raise SystemExit("compare: --windows-csv needs --tokens (the fixture does not record where its windows come from)")
     torch.set_num_threads(args.threads)
     models = {}
     for path in map(Path, args.models):
@@ -67,8 +71,6 @@ def _run(args) -> int:
         raise SystemExit("compare: the models predict different numbers of codebook levels")
     window = args.window or get_preset("book").train.window_frames
     windows, info = _windows(args, window, next(iter(models.values())).cfg.n_q)
-    if args.windows_csv and info is None:
-        raise SystemExit("compare: --windows-csv needs --tokens (the fixture does not record where its windows come from)")
     rows = compare_models(models, windows, window)
     widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in COLUMNS]
     print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
