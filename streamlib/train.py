@@ -61,7 +61,7 @@ class Run:
     val_windows: int = 32
     save_every_s: float = 120.0
     max_minutes: float | None = None  # stop (and save) after this long; resume later
-    init_from: str | None = None  # start from a shipped model's weights (fresh optimiser), e.g. to train longer
+    init_from: str | None = None  # a shipped model's weights (fresh optimiser): train longer, or at another t_f
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
@@ -295,12 +295,14 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         from streamlib.model.accompanist import load_accompanist
 
         start = load_accompanist(run.init_from)
-        if start.cfg != mcfg or start.spec != model.spec or start.offline != run.offline:
+        same_k = (start.spec is None) == (model.spec is None) and (start.spec is None or start.spec.k == model.spec.k)
+        if start.cfg != mcfg or start.offline != run.offline or not same_k:
             raise CheckpointError(f"{run.init_from} is another model ({start.cfg}, {start.spec}, offline "
                                   f"{start.offline}) than this run's ({mcfg}, {model.spec}, offline {run.offline})")
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict(start.state_dict())  # t_f may differ: the weights do not depend on it (chapter 7)
         if rank == 0:
-            log(f"initialised from {run.init_from} ({start.card.get('steps')} steps)")
+            moved = "" if start.spec == model.spec else f", trained at t_f = {start.spec.tf} frames"
+            log(f"initialised from {run.init_from} ({start.card.get('steps')} steps{moved})")
     if command:
         commands.append(f"{command}  # sitting from step {step}")
     ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed)
@@ -313,7 +315,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         save_training_state(state_path, {
             "run": dataclasses.asdict(run), "preset": preset.name, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "history": history,
-            "wall_seconds": wall, "codec_sha256": codec_sha, "window": window, "hardware": hardware(),
+            "wall_seconds": wall, "codec_sha256": codec_sha, "window": window,
+            "hardware": {**hardware(), "bf16_autocast": use_bf16},
             "model_config": dataclasses.asdict(mcfg), "commands": commands,
         })
         with open(out / "log.csv", "w", newline="") as f:

@@ -70,7 +70,8 @@ def register(sub) -> None:
     p.add_argument("--codec", help="codec checkpoint that made --tokens (default: the shipped book codec, "
                                    "checked against the cache's hash)")
     p.add_argument("--init-from", help="start from a shipped model's weights with a fresh optimiser (train a "
-                                       "shipped model longer: its training state is not shipped)")
+                                       "shipped model longer: its training state is not shipped; or warm-start "
+                                       "another t_f from it: same model and k required)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")
