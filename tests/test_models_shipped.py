@@ -91,20 +91,23 @@ def test_lookahead_trio_table_is_the_shipped_models():
 
 
 def test_warm_start_table_starts_from_the_shipped_model():
-    """results/warm_start_lookahead*.csv (chapter 7, docs/warm_start_lookahead.md): two runs warm-started from
-    the shipped t_f = 0 model, at t_f = 0 and +1 frame, scored with their starting point. The summary agrees with
-    the per-window file, the pair shares seed and steps and differs only in t_f, and the starting point's column
-    is today's shipped model (its fixture windows score here as in the file)."""
+    """results/warm_start_lookahead*.csv (chapter 7, docs/warm_start_lookahead.md): pairs of runs warm-started
+    from the shipped t_f = 0 model, at t_f = 0 and +1 frame (one pair per seed), scored with their starting point.
+    The summary agrees with the per-window file, every seed has both runs, all runs share one budget, and the
+    starting point's column is today's shipped model (its fixture windows score here as in the file)."""
     rows = {r["model"]: r for r in csv.DictReader((ROOT / "results" / "warm_start_lookahead.csv").open())}
     info, own, swapped = read_window_losses(ROOT / "results" / "warm_start_lookahead_windows.csv")
-    assert set(rows) == {"book_tf+0_k1", "warm_tf+0_k1", "warm_tf+1_k1"}
+    assert "book_tf+0_k1" in rows
     for name, r in rows.items():
         assert int(r["windows"]) == len(info) and int(r["k"]) == 1
         assert float(r["common_loss"]) == pytest.approx(own[name].mean(), abs=1e-9)
         assert float(r["common_loss_swapped"]) == pytest.approx(swapped[name].mean(), abs=1e-9)
-    pair = (rows["warm_tf+0_k1"], rows["warm_tf+1_k1"])
-    assert [int(r["tf"]) for r in pair] == [0, 1]
-    assert len({(r["steps"], r["seed"]) for r in pair}) == 1
+    pairs: dict[str, list[int]] = {}
+    for name, r in rows.items():
+        if name != "book_tf+0_k1":
+            pairs.setdefault(r["seed"], []).append(int(r["tf"]))
+    assert pairs and all(sorted(tfs) == [0, 1] for tfs in pairs.values())     # each seed: a control and +1 frame
+    assert len({r["steps"] for name, r in rows.items() if name != "book_tf+0_k1"}) == 1
     start = rows["book_tf+0_k1"]
     card = _card("book_tf+0_k1")
     assert int(start["steps"]) == card["steps"] and float(start["card_val_loss"]) == pytest.approx(card["val_loss"])
