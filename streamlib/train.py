@@ -295,8 +295,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         from streamlib.model.accompanist import load_accompanist
 
         start = load_accompanist(run.init_from)
-        same_k = (start.spec is None) == (model.spec is None) and (start.spec is None or start.spec.k == model.spec.k)
-        if start.cfg != mcfg or start.offline != run.offline or not same_k:
+        if start.cfg != mcfg or start.offline != run.offline or (not run.offline and start.spec.k != model.spec.k):
             raise CheckpointError(f"{run.init_from} is another model ({start.cfg}, {start.spec}, offline "
                                   f"{start.offline}) than this run's ({mcfg}, {model.spec}, offline {run.offline})")
         model.load_state_dict(start.state_dict())  # t_f may differ: the weights do not depend on it (chapter 7)

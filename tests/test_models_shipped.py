@@ -27,6 +27,19 @@ def _card(model: str) -> dict:
     return json.loads((ROOT / "checkpoints" / "models" / f"{model}.json").read_text())
 
 
+def _check_summary_against_windows(rows, own, swapped, n_windows: int) -> None:
+    """A ``compare --csv`` summary agrees with its ``--windows-csv`` file: window count and mean losses."""
+    for r in rows:
+        assert int(r["windows"]) == n_windows
+        assert float(r["common_loss"]) == pytest.approx(own[r["model"]].mean(), abs=1e-9)
+        assert float(r["common_loss_swapped"]) == pytest.approx(swapped[r["model"]].mean(), abs=1e-9)
+
+
+def _fixture_rows(n_windows: int) -> np.ndarray:
+    """The split rows the 32 fixture windows are (evenly spaced over the split)."""
+    return np.linspace(0, n_windows - 1, 32).round().astype(int)
+
+
 def test_the_book_grid_is_shipped():
     specs = {(e.tf, e.k) for e in ENTRIES if e.kind == "streaming"}
     assert {(-50, 1), (0, 1), (50, 1)} <= specs, specs  # k = 1 at t_f = -1 s, 0, +1 s
@@ -75,19 +88,17 @@ def test_lookahead_trio_table_is_the_shipped_models():
     rows = list(csv.DictReader((ROOT / "results" / "lookahead_trio.csv").open()))
     info, own, swapped = read_window_losses(ROOT / "results" / "lookahead_trio_windows.csv")
     assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
+    _check_summary_against_windows(rows, own, swapped, len(info))
     models = {}
     for r in rows:
         card = _card(r["model"])
-        assert int(r["steps"]) == card["steps"] and int(r["windows"]) == len(info)
+        assert int(r["steps"]) == card["steps"]
         assert float(r["card_val_loss"]) == pytest.approx(card["val_loss"], abs=1e-6)
-        assert float(r["common_loss"]) == pytest.approx(own[r["model"]].mean(), abs=1e-9)
-        assert float(r["common_loss_swapped"]) == pytest.approx(swapped[r["model"]].mean(), abs=1e-9)
         assert float(r["reliance"]) == pytest.approx(float(r["common_loss_swapped"]) - float(r["common_loss"]))
         models[r["model"]] = load_accompanist(ROOT / "checkpoints" / "models" / f"{r['model']}.safetensors")
-    fixture_rows = np.linspace(0, len(info) - 1, 32).round().astype(int)
     here = window_losses(models, load_val_fixture(FIXTURE), _card(rows[0]["model"])["window_frames"])
     for name, losses in here.items():
-        assert losses == pytest.approx(own[name][fixture_rows], abs=1e-4), name
+        assert losses == pytest.approx(own[name][_fixture_rows(len(info))], abs=1e-4), name
 
 
 def test_warm_start_table_starts_from_the_shipped_model():
@@ -97,11 +108,8 @@ def test_warm_start_table_starts_from_the_shipped_model():
     starting point's column is today's shipped model (its fixture windows score here as in the file)."""
     rows = {r["model"]: r for r in csv.DictReader((ROOT / "results" / "warm_start_lookahead.csv").open())}
     info, own, swapped = read_window_losses(ROOT / "results" / "warm_start_lookahead_windows.csv")
-    assert "book_tf+0_k1" in rows
-    for name, r in rows.items():
-        assert int(r["windows"]) == len(info) and int(r["k"]) == 1
-        assert float(r["common_loss"]) == pytest.approx(own[name].mean(), abs=1e-9)
-        assert float(r["common_loss_swapped"]) == pytest.approx(swapped[name].mean(), abs=1e-9)
+    assert "book_tf+0_k1" in rows and all(int(r["k"]) == 1 for r in rows.values())
+    _check_summary_against_windows(rows.values(), own, swapped, len(info))
     pairs: dict[str, list[int]] = {}
     for name, r in rows.items():
         if name != "book_tf+0_k1":
@@ -113,5 +121,4 @@ def test_warm_start_table_starts_from_the_shipped_model():
     assert int(start["steps"]) == card["steps"] and float(start["card_val_loss"]) == pytest.approx(card["val_loss"])
     shipped = load_accompanist(ROOT / "checkpoints" / "models" / "book_tf+0_k1.safetensors")
     here = window_losses({"book_tf+0_k1": shipped}, load_val_fixture(FIXTURE), card["window_frames"])["book_tf+0_k1"]
-    fixture_rows = np.linspace(0, len(info) - 1, 32).round().astype(int)
-    assert here == pytest.approx(own["book_tf+0_k1"][fixture_rows], abs=1e-4)
+    assert here == pytest.approx(own["book_tf+0_k1"][_fixture_rows(len(info))], abs=1e-4)
