@@ -8,11 +8,11 @@ import soundfile as sf
 import yaml
 
 from streamlib.data import synth
-from streamlib.data.compose import MAX_PITCH, ROLES, UNSTABLE_PROGRAMS, compose_song
+from streamlib.data.compose import MAX_PITCH, PROGRAM_POOLS, ROLES, compose_song
 from streamlib.data.synth import Recipe, synthesize, track_folder
 from streamlib.tokens.categories import TARGET_CATEGORIES, program_to_category
 
-TINY = Recipe(tracks=3, seed=7, min_seconds=6.0, max_seconds=9.0)
+TINY = Recipe(tracks=3, seed=7, min_seconds=9.0, max_seconds=12.0)
 
 
 def _digest(root):
@@ -78,7 +78,7 @@ def test_same_seed_byte_identical_and_resume(tiny, tmp_path):
 
 def test_different_seed_differs(tiny, tmp_path):
     out, _ = tiny
-    synthesize(tmp_path / "s8", Recipe(tracks=1, seed=8, min_seconds=6.0, max_seconds=9.0), progress=False)
+    synthesize(tmp_path / "s8", Recipe(tracks=1, seed=8, min_seconds=9.0, max_seconds=12.0), progress=False)
     a = (track_folder(out, TINY, 1) / "mix.flac").read_bytes()
     b = (track_folder(tmp_path / "s8", TINY, 1) / "mix.flac").read_bytes()
     assert a != b
@@ -93,7 +93,7 @@ def test_compose_rules_and_category_coverage():
         for part in song.parts:
             roles.add(part.role)
             cats.add(program_to_category(part.program, part.is_drum))
-            assert part.program not in UNSTABLE_PROGRAMS
+            assert part.is_drum or any(part.program in fam for _, fam in PROGRAM_POOLS[part.role])
             assert part.notes == sorted(part.notes)
             for start, dur, pitch, vel in part.notes:
                 assert 0 <= start < song.end_tick and dur > 0 and 1 <= vel <= 127
@@ -110,11 +110,42 @@ def test_splits_and_bad_arguments(tmp_path):
         synthesize(tmp_path / "x", Recipe(tracks=1, sample_rate=8000), progress=False)
     with pytest.raises(ValueError, match="tracks"):
         synthesize(tmp_path / "x", Recipe(tracks=0), progress=False)
+    with pytest.raises(ValueError, match="at least 9 s"):
+        synthesize(tmp_path / "x", Recipe(tracks=1, min_seconds=4, max_seconds=5), progress=False)
+
+
+@pytest.mark.parametrize("low, high", [(9.0, 10.0), (12.0, 14.0), (15.0, 25.0), (30.0, 60.0)])
+def test_track_lengths_honour_the_bounds(low, high):
+    for i in range(40):
+        song = compose_song(np.random.default_rng([3, i]), low - synth.TAIL_SECONDS, high - synth.TAIL_SECONDS)
+        assert song.duration + synth.TAIL_SECONDS <= high + 1e-6
+
+
+def test_substitutions_and_modulations_occur():
+    songs = [compose_song(np.random.default_rng([1, i]), 30, 60) for i in range(60)]
+    modulated = [s for s in songs if s.modulation is not None]
+    assert 0.1 < len(modulated) / len(songs) < 0.6
+    checked = 0
+    for song in modulated:
+        bar, shift = song.modulation
+        at = bar * song.bar_ticks
+        home = [c for c in song.chords if c.start < at]
+        away = [c for c in song.chords if c.start >= at]
+        assert home and away and shift != 0
+        # the bass follows the chords into the new key: its notes after the change are chord tones
+        bass = next((p for p in song.parts if p.role == "bass"), None)
+        if bass is None:
+            continue
+        in_chord = [n[2] % 12 in c.pcs for n in bass.notes for c in away if c.start <= n[0] + 60 < c.end]
+        if in_chord:
+            assert np.mean(in_chord) > 0.7
+            checked += 1
+    assert checked >= 5
 
 
 def test_book_dataset_makes_once(tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMLIB_DATA", str(tmp_path))
-    monkeypatch.setattr(synth, "QUICK_RECIPE", Recipe(tracks=2, seed=1, min_seconds=5.0, max_seconds=6.0))
+    monkeypatch.setattr(synth, "QUICK_RECIPE", Recipe(tracks=2, seed=1, min_seconds=9.0, max_seconds=10.0))
     root = synth.book_dataset(quick=True)
     assert root == tmp_path / "synth-quick" and synth.is_complete(root, synth.QUICK_RECIPE)
     stamp = (root / "synth.json").stat().st_mtime_ns
@@ -128,7 +159,7 @@ def test_cli_synth_and_info(tmp_path, capsys):
     from streamlib.cli import main
 
     out = tmp_path / "cli"
-    args = ["data", "synth", "--tracks", "1", "--seed", "4", "--min-seconds", "5", "--max-seconds", "6", "--quiet"]
+    args = ["data", "synth", "--tracks", "1", "--seed", "4", "--min-seconds", "9", "--max-seconds", "10", "--quiet"]
     assert main(args + ["--out", str(out)]) == 0
     assert "made 1, skipped 0" in capsys.readouterr().out
     assert main(args + ["--out", str(out)]) == 0

@@ -2,7 +2,11 @@
 
 Every song has what an accompanist can learn from: one tempo (70-180 BPM) and metre (4/4 or 3/4),
 a key and mode, sections (intro / verse / chorus / bridge / outro) built from 4-bar phrases, a chord
-progression per section, and parts that follow the harmony and enter and leave with the sections:
+progression per section, and parts that follow the harmony and enter and leave with the sections.
+Two things make the harmony something an accompanist must *listen* for rather than predict from its
+own past: a phrase sometimes swaps one chord for another chord of the key (``SUBSTITUTION``), and
+some songs modulate at a section start in their second half (``MODULATION``: every pitched part and
+the chord labels move by the same interval from there on).
 
 ========  ======================================================  =============================
 part      what it plays                                           GM families drawn from
@@ -31,7 +35,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 TPQ = 480  # ticks per quarter note
-MAX_PITCH = 84  # symusic 0.5.8 hangs on some TimGM6mb programs above ~MIDI 86 at 16 kHz; melodic notes stay <= C6
+MAX_PITCH = 84  # melodic notes stay <= C6 (folded down by octaves)
+MIN_PHRASES = 2  # a song has at least two 4-bar phrases
+TEMPO_RANGE = (70, 180)  # BPM
+SUBSTITUTION = 0.25  # probability that a 4-bar phrase swaps one chord for another chord of the key
+MODULATION = 0.3  # probability that a song changes key at a section start in its second half
+MODULATION_SHIFTS = (1, 2, 3, -2, 5, -5)  # semitones
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -61,27 +70,37 @@ ACTIVITY = {
 PART_PROBABILITY = {"drums": 0.9, "bass": 1.0, "comp": 0.9, "lead": 0.85, "pad": 0.6, "arp": 0.5,
                     "counter": 0.35, "perc": 0.3, "fx": 0.2}
 
-# GM programs (0-based) per part: list of (weight, programs of one family).
+# GM programs (0-based) per part: list of (weight, programs of one family). Pitched parts use only
+# programs that FluidSynth renders within 20 cents of the written note with TimGM6mb (octave aside;
+# tests/test_data_render.py): celesta (8) and glockenspiel (9) are inharmonic, the accordions and
+# harmonica (21-23) are detuned by design (-29 cents), orchestra hit (55) and whistle (78) have no
+# stable pitch. perc and fx are unpitched parts.
 PROGRAM_POOLS: dict[str, list[tuple[float, tuple[int, ...]]]] = {
     "bass": [(0.9, (32, 33, 34, 35, 36, 37, 38, 39)), (0.05, (43,)), (0.05, (81, 87))],
-    "comp": [(0.35, (0, 1, 2, 3, 4, 5, 6, 7)), (0.2, (16, 17, 18, 19, 20, 21, 22, 23)),
-             (0.3, (24, 25, 26, 27, 28, 29, 30)), (0.15, (8, 9, 10, 11, 12, 13, 14, 15))],
+    "comp": [(0.35, (0, 1, 2, 3, 4, 5, 6, 7)), (0.2, (16, 17, 18, 19, 20)),
+             (0.3, (24, 25, 26, 27, 28, 29, 30)), (0.15, (10, 11, 12, 13, 14, 15))],
     "lead": [(0.2, (80, 81, 82, 83, 84, 85, 86, 87)), (0.15, (64, 65, 66, 67, 68, 69, 70, 71)),
-             (0.15, (56, 57, 58, 59, 60, 61, 62, 63)), (0.15, (72, 73, 74, 75, 76, 77, 78, 79)),
-             (0.08, (40, 41)), (0.1, (26, 27, 29, 30)), (0.05, (0, 1, 4)), (0.04, (8, 11, 12, 13)),
+             (0.15, (56, 57, 58, 59, 60, 61, 62, 63)), (0.15, (72, 73, 74, 75, 76, 77, 79)),
+             (0.08, (40, 41)), (0.1, (26, 27, 29, 30)), (0.05, (0, 1, 4)), (0.04, (11, 12, 13)),
              (0.08, (104, 105, 106, 107, 108, 109, 110, 111))],
-    "pad": [(0.4, (88, 89, 90, 91, 92, 93, 94, 95)), (0.3, (48, 49, 50, 51, 52, 53, 54, 55)),
+    "pad": [(0.4, (88, 89, 90, 91, 92, 93, 94, 95)), (0.3, (48, 49, 50, 51, 52, 53, 54)),
             (0.15, (40, 41, 42, 44)), (0.15, (16, 19, 20))],
-    "arp": [(0.3, (8, 9, 10, 11, 12, 13, 14)), (0.2, (24, 25, 27)), (0.15, (0, 1, 2, 4, 5, 6)),
+    "arp": [(0.3, (10, 11, 12, 13, 14)), (0.2, (24, 25, 27)), (0.15, (0, 1, 2, 4, 5, 6)),
             (0.15, (80, 81)), (0.15, (104, 105, 106, 107, 108)), (0.05, (45, 46))],
     "counter": [(0.4, (40, 41, 42, 43, 44, 48, 49)), (0.25, (56, 57, 58, 59, 60, 61)),
-                (0.2, (64, 65, 66, 67, 68, 69, 70, 71)), (0.15, (72, 73, 74, 75, 76, 77, 78, 79))],
+                (0.2, (64, 65, 66, 67, 68, 69, 70, 71)), (0.15, (72, 73, 74, 75, 76, 77, 79))],
     "perc": [(1.0, (112, 113, 114, 115, 116, 117, 118))],
     "fx": [(0.75, (96, 97, 98, 99, 100, 101, 102, 103)), (0.25, (120, 121, 122, 123, 124, 125, 126, 127))],
 }
-# TimGM6mb programs that symusic 0.5.8 renders non-deterministically (and 78 sometimes blows up):
-# drawn as their family neighbour instead, which keeps the random stream (and every other song) unchanged.
-UNSTABLE_PROGRAMS = {48: 49, 78: 79}
+UNPITCHED_ROLES = ("drums", "perc", "fx")
+
+
+def pitched_programs() -> list[int]:
+    """Every GM program a pitched part can draw (what the tuning test renders)."""
+    return sorted({p for role, pool in PROGRAM_POOLS.items() if role not in UNPITCHED_ROLES
+                   for _, family in pool for p in family})
+
+
 ROLES = ("drums", "bass", "comp", "lead", "pad", "arp", "counter", "perc", "fx")
 
 # GM percussion keys
@@ -123,6 +142,7 @@ class Song:
     sections: list[tuple[str, int, int]]  # (name, first bar, number of bars)
     chords: list[Chord]
     parts: list[Part]
+    modulation: tuple[int, int] | None = None  # (first bar in the new key, semitones)
 
     @property
     def bar_ticks(self) -> int:
@@ -167,6 +187,14 @@ class Song:
     def key_name(self) -> str:
         return f"{PITCH_NAMES[self.key]} {self.mode}"
 
+    def modulation_dict(self) -> dict | None:
+        """``{time, key, semitones}`` of the key change (seconds, new key name), or None."""
+        if self.modulation is None:
+            return None
+        bar, shift = self.modulation
+        return {"time": round(self.seconds(bar * self.bar_ticks), 4), "semitones": shift,
+                "key": f"{PITCH_NAMES[(self.key + shift) % 12]} {self.mode}"}
+
 
 # ----------------------------------------------------------------------------- harmony
 
@@ -175,8 +203,7 @@ def _pick_program(rng: np.random.Generator, role: str) -> int:
     pool = PROGRAM_POOLS[role]
     w = np.array([p for p, _ in pool])
     family = pool[int(rng.choice(len(pool), p=w / w.sum()))][1]
-    program = int(family[int(rng.integers(len(family)))])
-    return UNSTABLE_PROGRAMS.get(program, program)
+    return int(family[int(rng.integers(len(family)))])
 
 
 def _chord(key: int, mode: str, degree: int, seventh: bool) -> tuple[int, tuple[int, ...]]:
@@ -497,19 +524,36 @@ def _fx(rng, song: Song, on: list[bool], program: int) -> list:
 # ----------------------------------------------------------------------------- the song
 
 
+def shortest_song_seconds(beats_per_bar: int = 3) -> float:
+    """The shortest song the composer can write: two 4-bar phrases at the fastest tempo."""
+    return MIN_PHRASES * 4 * beats_per_bar * 60.0 / TEMPO_RANGE[1]
+
+
 def compose_song(rng: np.random.Generator, min_seconds: float = 30.0, max_seconds: float = 60.0) -> Song:
-    """Compose one song lasting about ``min_seconds``..``max_seconds`` (whole 4-bar phrases)."""
-    tempo = float(int(rng.integers(70, 181)))
-    bpb = 3 if rng.random() < 0.15 else 4
+    """Compose one song of whole 4-bar phrases lasting ``min_seconds``..``max_seconds``.
+
+    The tempo is drawn from the part of ``TEMPO_RANGE`` where two phrases fit in ``max_seconds``
+    (4/4 becomes 3/4 when even that is too long); raises ``ValueError`` when ``max_seconds`` is below
+    ``shortest_song_seconds()``. A song can be shorter than ``min_seconds`` only when no whole number
+    of phrases fits the range at its tempo.
+    """
+    bpb = 3 if rng.random() < 0.15 or max_seconds < shortest_song_seconds(4) else 4
+    if max_seconds < shortest_song_seconds(bpb):
+        raise ValueError(
+            f"songs last at least {shortest_song_seconds(3):.1f} s (two 4-bar phrases at {TEMPO_RANGE[1]} BPM); "
+            f"got a maximum of {max_seconds:g} s"
+        )
+    slowest = max(TEMPO_RANGE[0], int(np.ceil(MIN_PHRASES * 4 * bpb * 60.0 / max_seconds)))
+    tempo = float(int(rng.integers(slowest, TEMPO_RANGE[1] + 1)))
     key = int(rng.integers(12))
     mode = "major" if rng.random() < 0.6 else "minor"
     seventh = rng.random() < 0.25
     chords_per_bar = 2 if (tempo < 100 and bpb == 4 and rng.random() < 0.3) else 1
-    bar_seconds = bpb * 60.0 / tempo
+    phrase_seconds = 4 * bpb * 60.0 / tempo
     target = rng.uniform(min_seconds, max_seconds)
-    n_phrases = max(2, min(len(FORM), int(round(target / (4 * bar_seconds)))))
-    while n_phrases > 2 and n_phrases * 4 * bar_seconds > max_seconds:
-        n_phrases -= 1
+    most = min(len(FORM), int(np.floor(max_seconds / phrase_seconds + 1e-9)))
+    fewest = min(most, max(MIN_PHRASES, int(np.ceil(min_seconds / phrase_seconds - 1e-9))))
+    n_phrases = int(np.clip(round(target / phrase_seconds), fewest, most))
     names = list(FORM[:n_phrases])
     if n_phrases >= 3:
         names[-1] = "outro"
@@ -529,14 +573,22 @@ def compose_song(rng: np.random.Generator, min_seconds: float = 30.0, max_second
     span = bar_ticks // chords_per_bar
     for name, first, n in sections:
         prog = progs[name]
-        for j in range(n * chords_per_bar):
-            degree = prog[j % 4]
-            if name == "outro" and j == n * chords_per_bar - 1:
-                degree = 0  # end on the tonic
-            root, pcs = _chord(key, mode, degree, seventh)
-            start = first * bar_ticks + j * span
-            chords.append(Chord(start, start + span, root, pcs))
+        per_phrase = 4 * chords_per_bar
+        for phrase in range(n // 4):
+            degrees = [prog[j % 4] for j in range(per_phrase)]
+            if rng.random() < SUBSTITUTION:  # one chord of this phrase becomes another chord of the key
+                j = int(rng.integers(per_phrase - 1))
+                degrees[j] = int(rng.choice([d for d in range(7) if d != degrees[j]]))
+            for j, degree in enumerate(degrees):
+                if name == "outro" and phrase == n // 4 - 1 and j == per_phrase - 1:
+                    degree = 0  # end on the tonic
+                root, pcs = _chord(key, mode, degree, seventh)
+                start = (first + 4 * phrase) * bar_ticks + j * span
+                chords.append(Chord(start, start + span, root, pcs))
     song = Song(tempo, bpb, key, mode, n_bars, sections, chords, [])
+    late = [b for _, b, _ in sections if b >= n_bars // 2 and b > 0]
+    if late and rng.random() < MODULATION:
+        song.modulation = (int(rng.choice(late)), int(rng.choice(MODULATION_SHIFTS)))
 
     roles = [r for r in ROLES if rng.random() < PART_PROBABILITY[r]]
     if "drums" not in roles and "comp" not in roles:
@@ -567,9 +619,26 @@ def compose_song(rng: np.random.Generator, min_seconds: float = 30.0, max_second
                 notes = _fx(rng, song, on, program)
             part = Part(role, program, False, notes)
         if not part.is_drum:
-            part.notes = [(s, d, p - 12 * ((p - MAX_PITCH + 11) // 12) if p > MAX_PITCH else p, v)
-                          for s, d, p, v in part.notes]
+            part.notes = [(s, d, _fold(p), v) for s, d, p, v in _modulate(song, part.notes)]
         if part.notes:
             part.notes.sort()
             song.parts.append(part)
+    if song.modulation is not None:  # the chord labels follow the parts into the new key
+        song.chords = [Chord(c.start, c.end, c.root, c.pcs) if c.start < song.modulation[0] * song.bar_ticks else
+                       Chord(c.start, c.end, (c.root + song.modulation[1]) % 12,
+                             tuple((p + song.modulation[1]) % 12 for p in c.pcs)) for c in song.chords]
     return song
+
+
+def _modulate(song: Song, notes: list) -> list:
+    """Transpose the notes that start at or after the modulation bar (parts are written in the home key)."""
+    if song.modulation is None:
+        return notes
+    bar, shift = song.modulation
+    at = bar * song.bar_ticks
+    return [(s, d, p + shift if s >= at else p, v) for s, d, p, v in notes]
+
+
+def _fold(pitch: int) -> int:
+    """Fold a pitch above ``MAX_PITCH`` down by whole octaves."""
+    return pitch - 12 * ((pitch - MAX_PITCH + 11) // 12) if pitch > MAX_PITCH else pitch

@@ -2,7 +2,7 @@
 
 ``synthesize(out, tracks, seed)`` composes songs (``streamlib.data.compose``), renders every part
 separately with the General MIDI SoundFont that ships with pretty_midi (``TimGM6mb.sf2``, rendered
-by symusic), and writes, like Slakh2100::
+in tune by FluidSynth: ``streamlib.data.render``), and writes, like Slakh2100::
 
     OUT/{train,validation,test}/TrackNNNNN/
         mix.flac            sum of the stems (mono, 16-bit FLAC)
@@ -16,15 +16,18 @@ Levels follow Slakh: each stem is brought to a loudness (LUFS) that depends on i
 the sum of the stems, and one overall gain puts the mix peak at ``target_peak`` dBFS; the stems carry
 the same gain, so ``mix == sum(stems)`` up to 16-bit rounding.
 
-Extra metadata (not in Slakh2100): ``synth: {seed, index, sample_rate, duration, n_samples, tempo,
-time_signature, key, sections, beats, downbeats, chords}`` with times in seconds, ``chords`` as
-``[start, end, "Root:quality"]`` (Harte / mir_eval labels) and ``sections`` as ``[start, end, name]``;
-each stem also has ``part`` (drums, bass, comp, lead, pad, arp, counter, perc, fx).
+Extra metadata (not in Slakh2100): ``synth: {version, renderer, seed, index, sample_rate, duration,
+n_samples, tempo, time_signature, key, modulation, sections, beats, downbeats, chords}`` with times
+in seconds, ``chords`` as ``[start, end, "Root:quality"]`` (Harte / mir_eval labels), ``sections``
+as ``[start, end, name]`` and ``modulation`` as ``{time, key, semitones}`` or null; each stem also
+has ``part`` (drums, bass, comp, lead, pad, arp, counter, perc, fx).
 
 Determinism: track ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` alone, YAML is dumped
 with sorted keys and rounded floats, and FLAC/MIDI writers store no time stamps, so the same seed
 gives byte-identical files and a resumed run equals an uninterrupted one. Each track is written to a
-temporary folder and renamed when complete; finished tracks are skipped.
+temporary folder and renamed when complete; finished tracks are skipped. A folder holding tracks of
+another ``SYNTH_VERSION`` (an older composer or renderer) is refused with a clear error rather than
+completed with a mixture of both.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from streamlib.data.compose import TPQ, Part, Song, compose_song
+from streamlib.data.compose import TPQ, Part, Song, compose_song, shortest_song_seconds
+from streamlib.data.render import fluidsynth_version, render_notes
 
 SPLITS = ("train", "validation", "test")
 TARGET_PEAK_DB = -1.0
@@ -52,7 +56,8 @@ PART_LOUDNESS = {"drums": -16.0, "bass": -18.0, "comp": -20.0, "lead": -18.0, "p
                  "counter": -23.0, "perc": -25.0, "fx": -28.0}
 TAIL_SECONDS = 1.0  # release tail after the last bar
 MAX_RENDER_PEAK = 20.0  # a rendered part louder than this (before levelling) is a renderer blow-up
-MIN_SAMPLE_RATE = 16_000  # symusic hangs on high notes at lower rates
+MIN_SAMPLE_RATE = 16_000  # the codecs run at 16 kHz or more
+SYNTH_VERSION = 2  # 1: symusic renderer (out of tune); 2: FluidSynth, chord substitutions, modulations
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Recipe:
 
     tracks: int = 240
     seed: int = 0
+    version: int = SYNTH_VERSION
     sample_rate: int = 16_000
     min_seconds: float = 30.0
     max_seconds: float = 60.0
@@ -78,16 +84,6 @@ class Recipe:
 
 BOOK_RECIPE = Recipe()
 QUICK_RECIPE = Recipe(tracks=20, seed=0, min_seconds=15.0, max_seconds=25.0)
-
-
-def soundfont_path() -> Path:
-    """pretty_midi's bundled General MIDI SoundFont."""
-    import pretty_midi
-
-    path = Path(pretty_midi.__path__[0]) / "TimGM6mb.sf2"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; reinstall pretty_midi (its wheel ships TimGM6mb.sf2)")
-    return path
 
 
 # ----------------------------------------------------------------------------- MIDI and audio
@@ -108,16 +104,9 @@ def _score(song: Song, parts: list[Part]):
 
 
 def render_part(song: Song, part: Part, sample_rate: int, n_samples: int) -> np.ndarray:
-    """Mono float32 audio of one part, exactly ``n_samples`` long.
-
-    A fresh synthesizer per render (cheap: < 1 ms): one that is reused keeps state between renders,
-    which would make a track depend on the tracks rendered before it.
-    """
-    from symusic import Synthesizer
-
-    audio = Synthesizer(str(soundfont_path()), sample_rate, 0).render(_score(song, [part]), stereo=False)
-    audio = np.asarray(audio, dtype=np.float32).reshape(-1)[:n_samples]
-    return np.pad(audio, (0, n_samples - audio.shape[0]))
+    """Mono float32 audio of one part, exactly ``n_samples`` long (FluidSynth, a fresh synthesizer)."""
+    notes = [(song.seconds(s), song.seconds(s + d), pitch, v) for s, d, pitch, v in part.notes]
+    return render_notes(notes, part.program, part.is_drum, sample_rate, n_samples)
 
 
 def _loudness(audio: np.ndarray, sample_rate: int) -> float:
@@ -151,7 +140,7 @@ def _family(program: int, is_drum: bool) -> str:
 def write_track(folder: Path, recipe: Recipe, index: int) -> dict:
     """Compose, render and write track ``index`` into ``folder`` (which must not exist). Returns a summary."""
     rng = np.random.default_rng([recipe.seed, index])
-    song = compose_song(rng, recipe.min_seconds, recipe.max_seconds)
+    song = compose_song(rng, recipe.min_seconds - TAIL_SECONDS, recipe.max_seconds - TAIL_SECONDS)
     sr = recipe.sample_rate
     n = int(np.ceil((song.duration + TAIL_SECONDS) * sr))
     stems, parts, loudness = [], [], []
@@ -205,6 +194,8 @@ def write_track(folder: Path, recipe: Recipe, index: int) -> dict:
         "target_peak": TARGET_PEAK_DB,
         "stems": stems_yaml,
         "synth": {
+            "version": recipe.version,
+            "renderer": f"FluidSynth {fluidsynth_version()}",
             "seed": recipe.seed,
             "index": index,
             "sample_rate": sr,
@@ -213,6 +204,7 @@ def write_track(folder: Path, recipe: Recipe, index: int) -> dict:
             "tempo": song.tempo,
             "time_signature": f"{song.beats_per_bar}/4",
             "key": song.key_name,
+            "modulation": song.modulation_dict(),
             "sections": song.section_list(),
             "beats": song.beats(),
             "downbeats": song.downbeats(),
@@ -246,6 +238,10 @@ def synthesize(out: str | Path, recipe: Recipe = BOOK_RECIPE, progress: bool = T
         raise ValueError(f"--sample-rate must be at least {MIN_SAMPLE_RATE} Hz, got {recipe.sample_rate}")
     if recipe.min_seconds <= 0 or recipe.max_seconds < recipe.min_seconds:
         raise ValueError(f"bad track length range {recipe.min_seconds}..{recipe.max_seconds} s")
+    shortest = shortest_song_seconds() + TAIL_SECONDS
+    if recipe.max_seconds < shortest:
+        raise ValueError(f"--max-seconds must be at least {shortest:g} s: a track is at least two 4-bar phrases "
+                         f"({shortest_song_seconds():g} s at the fastest tempo, 3/4) and a {TAIL_SECONDS:g} s release tail")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock"):
@@ -259,6 +255,7 @@ def _synthesize_locked(out: Path, recipe: Recipe, progress: bool) -> dict:
     for index in tqdm(range(1, recipe.tracks + 1), desc="synth", unit="track", disable=not progress):
         folder = track_folder(out, recipe, index)
         if folder.is_dir():
+            _check_version(folder, recipe)
             skipped += 1
             continue
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +270,17 @@ def _synthesize_locked(out: Path, recipe: Recipe, progress: bool) -> dict:
     (out / "synth.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return {**summary, "made": made, "skipped": skipped, "wall_seconds": wall,
             "x_real_time": audio_seconds / wall if made and wall > 0 else None}
+
+
+def _check_version(folder: Path, recipe: Recipe) -> None:
+    """Refuse to complete a set whose finished tracks came from another composer/renderer version."""
+    with open(folder / "metadata.yaml") as f:
+        found = (yaml.safe_load(f).get("synth") or {}).get("version", 1)
+    if found != recipe.version:
+        raise ValueError(
+            f"{folder.parent.parent} holds tracks of synth version {found} (this library writes version "
+            f"{recipe.version}: in-tune FluidSynth rendering); delete that folder or choose another --out"
+        )
 
 
 def is_complete(out: str | Path, recipe: Recipe) -> bool:
