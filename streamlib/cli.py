@@ -3,20 +3,55 @@
 Each subcommand lives in its own module under ``streamlib/commands/`` with a
 ``register(subparsers)`` function that adds its parser and sets ``func``; ``--help`` lists the
 subcommands that exist.
+
+Errors of ours -- bad options, unusable files, anything raised as one of streamlib's own exception
+classes -- are one line on stderr (``error: ...``) and exit code 2, never a traceback. The option
+types below, and ``streamlib.paths.check_output_dir`` / ``check_output_file``, let a subcommand refuse
+bad input before any long work.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
+from typing import Callable, NoReturn
 
 from streamlib import commands
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: MESSAGE (see PROG --help)``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def number(kind: type[int] | type[float] = float, *, minimum: float = -math.inf,
+           above: float = -math.inf) -> Callable[[str], int | float]:
+    """An argparse ``type``: a finite ``kind`` that is ``>= minimum`` and ``> above``."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        if value <= above:
+            raise argparse.ArgumentTypeError(f"must be more than {above:g}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m streamlib",
         description="Streaming generation for music accompaniment: data, codec, model, streaming, evaluation.",
     )
@@ -27,13 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_ours(error: BaseException) -> bool:
+    """Errors reported in one line: streamlib's own exception classes (raised on purpose, with a message
+    that says what is wrong) and file-system errors (a path the user gave). Anything else is a bug and
+    keeps its traceback."""
+    return isinstance(error, OSError) or any(c.__module__.split(".")[0] == "streamlib" for c in type(error).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as error:
+        if not is_ours(error):
+            raise
+        print("error:", " ".join(str(error).split()), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

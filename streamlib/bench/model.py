@@ -35,6 +35,8 @@ from typing import Callable
 
 import torch
 
+from streamlib.cli import number
+
 FRAME_MS = 20.0  # one frame at 50 Hz
 
 
@@ -50,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=20, help="decoded frames per timing with a cache (default 20)")
     p.add_argument("--nocache-steps", type=int, default=2, help="decoded frames per timing without a cache")
     p.add_argument("--repeats", type=int, default=5, help="median of this many interleaved timings (default 5)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true",
                    help="~20 s: batch 4 x 250 frames, 2 repeats, 5 decoded frames per timing")
 

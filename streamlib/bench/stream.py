@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamlib.cli import number
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="streamed seconds with the KV cache (default 10)")
@@ -19,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="streamed seconds without the cache (default 4; it is much slower)")
     p.add_argument("--tf", type=int, default=-10, help="t_f in frames (default -10 = -0.2 s)")
     p.add_argument("--k", type=int, default=10, help="k in frames (default 10 = 0.2 s, a shipped model)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=number(int, minimum=1), default=2, help="torch threads (default 2)")
     p.add_argument("--checkpoint", default=None, help="accompanist checkpoint (default: shipped book_tf<tf>_k<k>)")
 
 

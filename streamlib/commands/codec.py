@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamlib.cli import number
+
 
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
@@ -24,7 +26,9 @@ def _train(args: argparse.Namespace) -> int:
 
     from streamlib.codec.train import CodecTrainConfig, train_codec
     from streamlib.config import get_preset
+    from streamlib.paths import check_output_dir
 
+    check_output_dir(args.out)
     torch.set_num_threads(args.threads)
     codec_cfg = get_preset(args.preset).codec
     base = CodecTrainConfig(gan=args.preset == "paper")
@@ -62,7 +66,10 @@ def _export(args: argparse.Namespace) -> int:
     import json
 
     from streamlib.codec.export import export_codec
+    from streamlib.paths import check_output_file
 
+    check_output_file(args.out, "--out")
+    check_output_file(args.fixture, "--fixture")
     card = export_codec(args.state, args.out, args.data, half=args.half, fixture=args.fixture,
                         max_tracks=args.max_tracks)
     print(json.dumps({k: card[k] for k in ("steps", "wall_hours", "quality", "fp16_check", "weights_dtype")
@@ -101,7 +108,7 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int)
     t.add_argument("--save-every", type=float, help="seconds between checkpoints")
     t.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes of this sitting")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1)")
+    t.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (the machine is shared: 1)")
     t.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
     t.add_argument("--resume-from", help="a saved training state to continue (copied into --out if it has none), "

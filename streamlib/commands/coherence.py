@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamlib.cli import number
+
 DEFAULT_OUT = "checkpoints/coherence/book.safetensors"
 DEFAULT_FIXTURE = "tests/fixtures/coherence_fixture.flac"
 
@@ -50,7 +52,12 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from streamlib.metrics.coherence_train import CoherenceTrainConfig, export_coherence, train_coherence
+    from streamlib.paths import check_output_dir, check_output_file
 
+    check_output_dir(args.out)
+    if args.export:
+        check_output_file(args.export, "--export")
+        check_output_file(args.fixture, "--fixture")
     torch.set_num_threads(args.threads)
     cfg = CoherenceTrainConfig(steps=args.steps, batch_pairs=args.batch_pairs, lr=args.lr, seed=args.seed,
                                windows_per_track=args.windows_per_track, channel_drop=args.channel_drop)
@@ -72,7 +79,10 @@ def _export(args: argparse.Namespace) -> int:
 
     from streamlib.checkpoint import load_training_state
     from streamlib.metrics.coherence_train import export_coherence
+    from streamlib.paths import check_output_file
 
+    check_output_file(args.to, "--to")
+    check_output_file(args.fixture, "--fixture")
     data = _dataset(args)
     state = load_training_state(args.state)
     run = argparse.Namespace(data=args.data, out=args.run or str(Path(args.state).parent), **{
@@ -97,7 +107,7 @@ def register(sub) -> None:
                    help="share of steps that zero the percussive or the harmonic channel (trains the sub-scores)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes of this sitting")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1)")
+    t.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (the machine is shared: 1)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
     t.add_argument("--export", default=DEFAULT_OUT, help="weights to write when training ends ('' to skip)")
     t.add_argument("--fixture", default=DEFAULT_FIXTURE, help="tiny test fixture whose numbers go in the card")

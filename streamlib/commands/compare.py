@@ -18,6 +18,8 @@ card's validation curve (model, seed, tf, k, step, val_loss) for plotting runs s
 
 from __future__ import annotations
 
+from streamlib.cli import number
+
 DEFAULT_FIXTURE = "tests/fixtures/model_val_windows.npz"
 COLUMNS = ("model", "tf", "k", "offline", "steps", "seed", "card_val_loss", "windows", "common_loss",
            "common_loss_swapped", "reliance")
@@ -33,17 +35,18 @@ def _windows(args, window: int, n_q: int):
     """(windows, per-window info or None) from ``--tokens`` or ``--fixture``."""
     from pathlib import Path
 
+    from streamlib.config import ConfigError
     from streamlib.train import load_val_fixture, split_windows
 
     if args.tokens:
         if args.max_windows is not None and args.max_windows < 2:
-            raise SystemExit("compare: --max-windows must be at least 2 (a swapped input needs another window)")
+            raise ConfigError("--max-windows must be at least 2 (a swapped input needs another window)")
         if not Path(args.tokens, args.split).is_dir():
-            raise SystemExit(f"compare: no split {args.split!r} in the token cache {args.tokens}")
+            raise ConfigError(f"no split {args.split!r} in the token cache {args.tokens}")
         return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split)
     fixture = Path(args.fixture)
     if not fixture.exists():
-        raise SystemExit(f"compare: no validation windows at {fixture} (pass --fixture or --tokens)")
+        raise ConfigError(f"no validation windows at {fixture} (pass --fixture or --tokens)")
     return load_val_fixture(fixture), None
 
 
@@ -54,21 +57,23 @@ def _run(args) -> int:
 
     from streamlib.checkpoint import write_csv
     from streamlib.compare import compare_models, paired_difference, write_window_losses
-    from streamlib.config import get_preset
+    from streamlib.config import ConfigError, get_preset
     from streamlib.model import load_accompanist
+    from streamlib.paths import check_output_file
 
     if args.windows_csv and not args.tokens:
-        raise SystemExit("compare: --windows-csv needs --tokens (the fixture does not record where its windows come from)")
+        raise ConfigError("--windows-csv needs --tokens (the fixture does not record where its windows come from)")
+    for option, path in (("--csv", args.csv), ("--windows-csv", args.windows_csv), ("--curves", args.curves)):
+        if path:
+            check_output_file(path, option)
     torch.set_num_threads(args.threads)
     models = {}
     for path in map(Path, args.models):
-        if not path.exists():
-            raise SystemExit(f"compare: no checkpoint at {path}")
         if path.stem in models:
-            raise SystemExit(f"compare: two checkpoints named {path.stem}; rename one")
+            raise ConfigError(f"two checkpoints named {path.stem}; rename one")
         models[path.stem] = load_accompanist(path, device="cpu")
     if len({m.cfg.n_q for m in models.values()}) != 1:
-        raise SystemExit("compare: the models predict different numbers of codebook levels")
+        raise ConfigError("the models predict different numbers of codebook levels")
     window = args.window or get_preset("book").train.window_frames
     windows, info = _windows(args, window, next(iter(models.values())).cfg.n_q)
     rows = compare_models(models, windows, window)
@@ -108,5 +113,5 @@ def register(sub) -> None:
     p.add_argument("--csv", default=None, help="also write the table here")
     p.add_argument("--windows-csv", default=None, help="with --tokens: also write every window's losses here")
     p.add_argument("--curves", default=None, help="also write every card's validation curve here")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
     p.set_defaults(func=_run)

@@ -15,8 +15,8 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output folder (split folders train/validation/test inside)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sample-rate", type=int, default=16_000, help="16000 (the book codec) or 44100 (Slakh)")
-    s.add_argument("--min-seconds", type=float, default=30.0, help="shortest track length")
-    s.add_argument("--max-seconds", type=float, default=60.0, help="longest track length")
+    s.add_argument("--min-seconds", type=float, default=30.0, help="shortest track length in seconds, release tail included (songs are whole 4-bar phrases)")
+    s.add_argument("--max-seconds", type=float, default=60.0, help="longest track length in seconds, release tail included (at least 9)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)
 
@@ -32,7 +32,9 @@ def register(sub) -> None:
 
 def _synth(args) -> int:
     from streamlib.data.synth import Recipe, synthesize
+    from streamlib.paths import check_output_dir
 
+    check_output_dir(args.out)
     recipe = Recipe(tracks=args.tracks, seed=args.seed, sample_rate=args.sample_rate,
                     min_seconds=args.min_seconds, max_seconds=args.max_seconds)
     r = synthesize(args.out, recipe, progress=not args.quiet)
@@ -43,11 +45,10 @@ def _synth(args) -> int:
 
 
 def _examples(args) -> int:
-    from pathlib import Path
-
     from streamlib.data.examples import EXAMPLES_DIR, make_examples
+    from streamlib.paths import check_output_dir
 
-    out = Path(args.out) if args.out else EXAMPLES_DIR
+    out = check_output_dir(args.out or EXAMPLES_DIR)
     for name in make_examples(out):
         size = sum(f.stat().st_size for f in (out / name).rglob("*") if f.is_file())
         print(f"{out / name}: {size / 1e6:.2f} MB")

@@ -6,26 +6,20 @@ held-out stem's instrument, and the A.9 mix puts the accompaniment over the inpu
 
 from __future__ import annotations
 
+import argparse
 
-def _run(args) -> int:
-    import sys
 
+def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from streamlib.audio import AudioError
-    from streamlib.checkpoint import CheckpointError
-    from streamlib.stream import StreamError, summary
-    from streamlib.stream import demo_stream
-
-    torch.set_num_threads(args.threads)
     from streamlib.commands.stream import stream_kwargs
+    from streamlib.paths import check_output_dir
+    from streamlib.stream import demo_stream, summary
 
-    try:
-        result, paths = demo_stream(args.example, checkpoint=args.checkpoint, target=args.target,
-                                    out=args.out, codec_path=args.codec, category=args.category, **stream_kwargs(args))
-    except (AudioError, StreamError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_output_dir(args.out)
+    torch.set_num_threads(args.threads)
+    result, paths = demo_stream(args.example, checkpoint=args.checkpoint, target=args.target,
+                                out=args.out, codec_path=args.codec, category=args.category, **stream_kwargs(args))
     print(f"{result.info['example']}: input = {result.info['input_stems']}, generating "
           f"{result.info['category_name']} with {result.info['checkpoint']}")
     print(summary(result))

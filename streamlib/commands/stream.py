@@ -8,23 +8,29 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 
-def add_stream_arguments(p) -> None:
+from streamlib.cli import number
+
+
+def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``stream`` and ``demo``."""
     p.add_argument("--category", default=None, help="instrument to generate: a name (Bass, Piano, ...) or id")
-    p.add_argument("--prompt-seconds", type=float, default=0.0,
+    p.add_argument("--prompt-seconds", type=number(minimum=0), default=0.0,
                    help="warm start with this much ground truth (needs --prompt-audio for stream)")
-    p.add_argument("--tau-sys", type=float, default=0.02, help="non-compute system latency, seconds (default 0.02)")
-    p.add_argument("--tau-jitter", type=float, default=0.02, help="safety margin, seconds (default 0.02)")
-    p.add_argument("--jitter-ms", type=float, default=0.0, help="inject Exp(mean) extra compute per chunk, ms")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--tau-sys", type=number(minimum=0), default=0.02,
+                   help="non-compute system latency, seconds (default 0.02)")
+    p.add_argument("--tau-jitter", type=number(minimum=0), default=0.02, help="safety margin, seconds (default 0.02)")
+    p.add_argument("--jitter-ms", type=number(minimum=0), default=0.0,
+                   help="inject Exp(mean) extra compute per chunk, ms")
+    p.add_argument("--temperature", type=number(above=0), default=1.0, help="sampling temperature (default 1)")
+    p.add_argument("--top-k", type=number(int, minimum=1), default=200, help="sample from the k likeliest codes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the shipped one)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
 
 
-def stream_kwargs(args) -> dict:
+def stream_kwargs(args: argparse.Namespace) -> dict:
     from streamlib.stream import ExponentialJitter, Timing
 
     return {
@@ -37,31 +43,24 @@ def stream_kwargs(args) -> dict:
     }
 
 
-def _run(args) -> int:
-    import sys
-
+def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from streamlib.audio import AudioError, load_audio
-    from streamlib.checkpoint import CheckpointError
-    from streamlib.config import ConfigError
+    from streamlib.audio import load_audio
+    from streamlib.paths import check_output_dir
     from streamlib.stream import StreamError, stream_file, summary
-    from streamlib.tokens.categories import TokenError
 
+    check_output_dir(args.out)
+    if args.prompt_seconds and not args.prompt_audio:
+        raise StreamError("--prompt-seconds needs --prompt-audio (the ground-truth accompaniment)")
     torch.set_num_threads(args.threads)
     kwargs = stream_kwargs(args)
-    try:
-        if args.prompt_seconds:
-            if not args.prompt_audio:
-                raise StreamError("--prompt-seconds needs --prompt-audio (the ground-truth accompaniment)")
-            from streamlib.codec import load_codec
+    if args.prompt_seconds:
+        from streamlib.codec import load_codec
 
-            kwargs["prompt_audio"] = load_audio(args.prompt_audio, load_codec(args.codec).sample_rate)[0]
-        result, paths = stream_file(args.input, args.checkpoint, tf=args.tf, k=args.k,
-                                    category=args.category or "Piano", out=args.out, codec_path=args.codec, **kwargs)
-    except (AudioError, StreamError, CheckpointError, ConfigError, TokenError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        kwargs["prompt_audio"] = load_audio(args.prompt_audio, load_codec(args.codec).sample_rate)[0]
+    result, paths = stream_file(args.input, args.checkpoint, tf=args.tf, k=args.k,
+                                category=args.category or "Piano", out=args.out, codec_path=args.codec, **kwargs)
     print(summary(result))
     for name, path in paths.items():
         print(f"  {name}: {path}")

@@ -10,29 +10,36 @@ writes a tidy CSV (default ``results/sweep_book.csv``) and one HTML figure per m
 
 from __future__ import annotations
 
+import argparse
+import re
+
+from streamlib.cli import number
+
+
+def _pattern(text: str) -> str:
+    """An argparse ``type``: a valid regular expression."""
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"not a regular expression ({e})") from None
+    return text
+
 
 def _run(args) -> int:
-    import sys
-    from pathlib import Path
-
     import torch
 
-    from streamlib.checkpoint import CheckpointError
-    from streamlib.config import ConfigError, quick_mode
-    from streamlib.sweep import DEFAULT_CSV, SweepError, sweep_command
+    from streamlib.config import quick_mode
+    from streamlib.paths import check_output_file
+    from streamlib.sweep import DEFAULT_CSV, sweep_command
 
-    torch.set_num_threads(args.threads)
     quick = args.quick or quick_mode()
-    out = Path(args.out) if args.out else (DEFAULT_CSV.with_name("sweep_quick.csv") if quick else DEFAULT_CSV)
-    try:
-        rows, figures = sweep_command(
-            out, checkpoints=args.checkpoints, clips=args.clips or (2 if quick else 8),
-            seconds=args.seconds or (2.0 if quick else 10.0), seed=args.seed, codec_path=args.codec,
-            figures=not args.no_figures, only=args.only,
-        )
-    except (SweepError, CheckpointError, ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = check_output_file(args.out or (DEFAULT_CSV.with_name("sweep_quick.csv") if quick else DEFAULT_CSV), "--out")
+    torch.set_num_threads(args.threads)
+    rows, figures = sweep_command(
+        out, checkpoints=args.checkpoints, clips=args.clips or (2 if quick else 8),
+        seconds=args.seconds or (2.0 if quick else 10.0), seed=args.seed, codec_path=args.codec,
+        figures=not args.no_figures, only=args.only,
+    )
     print(f"{out}: {len(rows)} rows")
     for f in figures:
         print(f"  figure: {f}")
@@ -42,13 +49,14 @@ def _run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="stream test clips through the (t_f, k) grid; tidy CSV + figures")
     p.add_argument("--checkpoints", default=None, help="folder with book_tf*_k*.safetensors (default: shipped)")
-    p.add_argument("--only", default=None, help="regular expression on checkpoint names to keep")
-    p.add_argument("--clips", type=int, default=None, help="test clips (default 8; quick 2)")
-    p.add_argument("--seconds", type=float, default=None, help="evaluated seconds per clip (default 10; quick 2)")
+    p.add_argument("--only", type=_pattern, default=None, help="regular expression on checkpoint names to keep")
+    p.add_argument("--clips", type=number(int, minimum=1), default=None, help="test clips (default 8; quick 2)")
+    p.add_argument("--seconds", type=number(above=0), default=None,
+                   help="evaluated seconds per clip (default 10; quick 2)")
     p.add_argument("--out", default=None, help="CSV path (default results/sweep_book.csv; quick: sweep_quick.csv)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (also STREAMLIB_QUICK=1)")
     p.add_argument("--no-figures", action="store_true", help="skip the HTML figures")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the shipped one)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=number(int, minimum=1), default=1)
     p.set_defaults(func=_run)

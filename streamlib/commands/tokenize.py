@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamlib.cli import number
+
 
 def _run(args: argparse.Namespace) -> int:
     import json
@@ -16,7 +18,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from streamlib.codec import load_codec
     from streamlib.codec.tokenize import SPLITS, tokenize_dataset
+    from streamlib.paths import check_output_dir
 
+    check_output_dir(args.out)
     torch.set_num_threads(args.threads)
     codec = load_codec(args.codec, device=args.device)
     meta = tokenize_dataset(args.dataset, args.out, codec, seed=args.seed, paper_mixes=args.paper_mixes,
@@ -35,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--paper-mixes", type=int, default=2, help="paper-policy mixtures per target stem")
     p.add_argument("--splits", nargs="+", choices=["train", "validation", "test"])
     p.add_argument("--max-tracks", type=int, help="only the first N tracks (for a quick look)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=number(int, minimum=1), default=1)
     p.add_argument("--workers", type=int, default=1, help="processes (one thread each) encoding tracks in parallel")
     p.add_argument("--device")
     p.set_defaults(func=_run)

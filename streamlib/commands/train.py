@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamlib.cli import number
+
 
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
@@ -24,9 +26,12 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from streamlib.config import get_preset, to_frames
-    from streamlib.paths import data_dir
+    from streamlib.paths import check_output_dir, check_output_file, data_dir
     from streamlib.train import Run, export_model, train
 
+    check_output_dir(args.out)
+    if args.export:
+        check_output_file(args.export, "--export")
     torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
     if args.batch_size:
@@ -65,7 +70,7 @@ def register(sub) -> None:
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--save-every", type=float, default=120.0, help="seconds between checkpoints")
     p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this long; run again to resume")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads")
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     p.add_argument("--codec", help="codec checkpoint that made --tokens (default: the shipped book codec, "
                                    "checked against the cache's hash)")

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from streamlib.checkpoint import CheckpointError, load_card, load_into, load_weights, save_weights
 from streamlib.config import ConfigError, ModelConfig, StreamSpec, config_from_dict
 from streamlib.model.transformer import KVCache, Transformer
+from streamlib.paths import checkpoint_dir
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token, vocab_size
 from streamlib.tokens.delay import added_latency_frames
 from streamlib.tokens.visibility import Aligned, input_offset, output_offset
@@ -259,6 +260,9 @@ def save_accompanist(path: str | Path, acc: Accompanist, card: dict, half: bool 
 def load_accompanist(path: str | Path, device: str | torch.device | None = None) -> Accompanist:
     """Load a checkpoint written by ``save_accompanist`` (safetensors; no pickle), in eval mode."""
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"accompanist checkpoint {path} does not exist (the shipped ones are in "
+                              f"{checkpoint_dir() / 'models'})")
     card = load_card(path)
     if card.get("kind") != "accompanist":
         raise CheckpointError(f"{path} is a {card.get('kind')!r} checkpoint, not an accompanist")
