@@ -157,8 +157,9 @@ class StreamResult:
         return sum(r.compute_s for r in self.records)
 
     @property
-    def rtf(self) -> float:
-        """Real-time factor: streamed audio seconds / compute seconds (> 1 keeps pace)."""
+    def x_real_time(self) -> float:
+        """Speed in "x real time": streamed audio seconds / compute seconds (above 1 keeps pace; the
+        usual real-time factor, compute / audio, is its inverse)."""
         return to_seconds(self.streamed_frames) / max(self.compute_s, 1e-12)
 
     def latency_percentiles(self, q: Sequence[float] = (50, 99)) -> dict[str, float]:
@@ -191,7 +192,7 @@ class StreamResult:
             "streamed_seconds": to_seconds(self.streamed_frames),
             "chunks": len(self.records),
             "compute_s": self.compute_s,
-            "rtf": self.rtf,
+            "x_real_time": self.x_real_time,
             "chunk_latency_p50_s": lat["p50"],
             "chunk_latency_p99_s": lat["p99"],
             "late_chunks": self.n_late,
@@ -425,7 +426,7 @@ def summary(result: StreamResult) -> str:
     r = result.report()
     return (
         f"t_f = {r['tf_seconds']:g} s, k = {r['k_seconds']:g} s: {r['streamed_seconds']:.2f} s streamed in "
-        f"{r['chunks']} chunks, compute {r['compute_s']:.2f} s, RTF {r['rtf']:.2f}; chunk latency p50 "
+        f"{r['chunks']} chunks, compute {r['compute_s']:.2f} s ({r['x_real_time']:.2f}x real time); chunk latency p50 "
         f"{r['chunk_latency_p50_s'] * 1e3:.1f} ms, p99 {r['chunk_latency_p99_s'] * 1e3:.1f} ms; "
         f"{r['late_chunks']} late, {r['unsafe_chunks']} inside the jitter margin "
         f"(tau_sys {r['tau_sys_s'] * 1e3:.0f} ms, tau_jitter {r['tau_jitter_s'] * 1e3:.0f} ms)"
@@ -587,7 +588,8 @@ def timeline_figure(result: StreamResult, max_chunks: int = 400, title: str | No
     rep = result.report()
     fig.update_layout(
         title=title or (
-            f"t_f = {result.spec.tf_seconds:g} s, k = {result.spec.k_seconds:g} s: RTF {rep['rtf']:.2f}, "
+            f"t_f = {result.spec.tf_seconds:g} s, k = {result.spec.k_seconds:g} s: "
+            f"{rep['x_real_time']:.2f}x real time, "
             f"{rep['late_chunks']} late / {rep['unsafe_chunks']} inside the margin of {len(result.records)} chunks"
         ),
         xaxis_title="simulated wall time (s)",

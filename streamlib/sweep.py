@@ -28,7 +28,7 @@ from streamlib.stream import ModelEntry, shipped_models
 
 CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
-    "n", "note", "clip_seconds", "rtf", "checkpoint",
+    "n", "note", "clip_seconds", "x_real_time", "checkpoint",
 )
 KINDS = ("streaming", "offline_prefix", "ground_truth", "random_floor")
 DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
@@ -129,24 +129,24 @@ def generate(entry: ModelEntry, clips: Sequence[Clip], codec, *, seed: int = 0,
              prompt_seconds: float = 0.0, paired: bool = True) -> tuple[list[np.ndarray], float]:
     """Run one system on every clip: streaming models through ``stream.stream``, the offline prefix
     decoder on the whole input. ``paired=False`` feeds each clip the input of the next clip
-    (paper A.2's "random input" control). Returns (generated stems, mean RTF)."""
+    (paper A.2's "random input" control). Returns (generated stems, mean speed in x real time)."""
     from streamlib.stream import stream
 
     acc = entry.load()
-    out, rtfs = [], []
+    out, speeds = [], []
     for i, clip in enumerate(clips):
         src = clip if paired else clips[(i + 1) % len(clips)]
         if entry.kind == "offline_prefix":
             t0 = time.perf_counter()
             audio = _offline(acc, codec, src.input_mix[: clip.frames * _hop(clip)], clip.category, seed + i)
-            rtfs.append(to_seconds(clip.frames) / (time.perf_counter() - t0))
+            speeds.append(to_seconds(clip.frames) / (time.perf_counter() - t0))
         else:
             res = stream(acc, codec, src.input_mix, clip.category, seed=seed + i, output_frames=clip.frames,
                          prompt_audio=clip.target if prompt_seconds else None, prompt_seconds=prompt_seconds)
             audio = res.accompaniment
-            rtfs.append(res.rtf)
+            speeds.append(res.x_real_time)
         out.append(audio[: clip.frames * _hop(clip)])
-    return out, float(np.mean(rtfs))
+    return out, float(np.mean(speeds))
 
 
 def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int) -> np.ndarray:
@@ -163,7 +163,7 @@ def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int) -> n
 
 
 def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequence[Clip], scorer,
-          *, entry: ModelEntry | None = None, rtf: float | None = None, seed: int = 0) -> list[dict]:
+          *, entry: ModelEntry | None = None, x_real_time: float | None = None, seed: int = 0) -> list[dict]:
     """Tidy rows (one per metric) for one system's generated stems on ``clips``."""
     base = {
         "system": system, "kind": kind,
@@ -171,7 +171,8 @@ def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequen
         "k_frames": entry.k if entry and entry.k is not None else "",
         "tf_s": to_seconds(entry.tf) if entry and entry.tf is not None else "",
         "k_s": to_seconds(entry.k) if entry and entry.k is not None else "",
-        "clip_seconds": to_seconds(clips[0].frames), "rtf": "" if rtf is None else round(rtf, 3),
+        "clip_seconds": to_seconds(clips[0].frames),
+        "x_real_time": "" if x_real_time is None else round(x_real_time, 3),
         "checkpoint": _relative(entry.path) if entry and entry.path else "",
     }
     rows = []
@@ -221,10 +222,10 @@ def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer
     rows += score("random pairing", "random_floor", random_pairing(clips, seed), clips, scorer, seed=seed)
     for entry in models:
         t0 = time.perf_counter()
-        generated, rtf = generate(entry, clips, codec, seed=seed)
-        rows += score(entry.label, entry.kind, generated, clips, scorer, entry=entry, rtf=rtf, seed=seed)
+        generated, speed = generate(entry, clips, codec, seed=seed)
+        rows += score(entry.label, entry.kind, generated, clips, scorer, entry=entry, x_real_time=speed, seed=seed)
         if progress:
-            progress(f"{entry.label}: {len(clips)} clips in {time.perf_counter() - t0:.1f} s (RTF {rtf:.2f})")
+            progress(f"{entry.label}: {len(clips)} clips in {time.perf_counter() - t0:.1f} s ({speed:.2f}x real time)")
     if out is not None:
         write_csv(rows, out)
     return rows

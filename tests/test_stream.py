@@ -112,7 +112,7 @@ def test_fake_clock_and_jitter_drive_deadlines(codec):
     assert recs[4].late and recs[4].compute_start_s == pytest.approx(recs[3].ready_s)
     assert not recs[-1].late
     assert res.n_late == sum(r.slack_s < 0 for r in recs) >= 2
-    assert res.rtf == pytest.approx((res.frames * 0.02) / (res.frames * 0.006 + 0.2))
+    assert res.x_real_time == pytest.approx((res.frames * 0.02) / (res.frames * 0.006 + 0.2))
 
 
 def test_schedule_throughput_failure_accumulates():

@@ -56,7 +56,7 @@ def test_csv_schema_on_a_tiny_grid(codec, tmp_path):
     for r, (tf, k) in zip(table[2:], grid):
         assert (r["tf_frames"], r["k_frames"]) == (tf, k)
         assert r["tf_s"] == pytest.approx(tf / 50) and r["k_s"] == pytest.approx(k / 50)
-        assert r["ci_low"] <= r["value"] <= r["ci_high"] and r["n"] == 4 and r["rtf"] > 0
+        assert r["ci_low"] <= r["value"] <= r["ci_high"] and r["n"] == 4 and r["x_real_time"] > 0
     assert table[0]["tf_s"] is None and table[0]["value"] == pytest.approx(np.mean([0.05 * (i + 1) for i in range(4)]), rel=0.1)
     fig = sweep_figure(table, "rms")
     assert len(fig.data) == 2  # k = 1 and k = 2 lines

@@ -1,6 +1,7 @@
-"""Codec speed: encode/decode real-time factors, batch vs streaming (1- and 5-frame chunks), per preset.
+"""Codec speed in x real time: encode/decode, batch vs streaming (1- and 5-frame chunks), per preset.
 
-Real-time factor (RTF) = audio seconds / compute seconds (> 1 is faster than real time). Every row
+x real time = audio seconds / compute seconds (above 1 is faster than real time; the usual real-time
+factor, compute / audio, is its inverse). Every row
 is measured in the same run on the same random clip, after one warm-up pass; weights are random
 for presets without a shipped checkpoint (speed does not depend on the values). Chapter 3 quotes
 the result; ``benchmarks/RESULTS.md`` keeps a copy with the machine.
@@ -35,7 +36,7 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def measure(codec, seconds: float, chunks: list[int], repeats: int) -> dict[str, float]:
-    """RTFs of one codec: batch encode/decode and streaming encode+decode per chunk size."""
+    """Speeds in x real time of one codec: batch encode/decode and streaming encode+decode per chunk size."""
     torch.manual_seed(0)
     n = int(seconds * codec.sample_rate) // codec.hop * codec.hop
     audio = 0.1 * torch.randn(1, 1, n)
@@ -91,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n[{preset}] {codec.sample_rate} Hz, {codec.n_codebooks} levels, {params:.2f} M parameters "
               f"({source}), {seconds:g} s of audio, {args.threads} thread(s)")
         results[preset] = measure(codec, seconds, args.chunks, args.repeats)
-        for name, rtf in results[preset].items():
-            print(f"  {name:22s} RTF {rtf:8.2f}")
+        for name, speed in results[preset].items():
+            print(f"  {name:22s} {speed:8.2f}x real time")
     if len(results) > 1:
         names = list(results)
         a, b = names[0], names[1]
