@@ -81,6 +81,26 @@ def load_audio(
     return audio, sr
 
 
+SILENT_DBFS = -60.0  # a peak below this is reported as (nearly) silent
+
+
+def input_notes(path: str | Path, audio: np.ndarray, sample_rate: int) -> list[str]:
+    """One line for each thing ``load_audio(path, sample_rate)`` did to the file (down-mixed, resampled)
+    and for ``audio`` -- what it returned -- being silent or nearly (peak below ``SILENT_DBFS``)."""
+    info = sf.info(str(path))
+    notes = []
+    if info.channels > 1:
+        notes.append(f"{path}: {info.channels} channels down-mixed to mono")
+    if info.samplerate != sample_rate:
+        notes.append(f"{path}: resampled from {info.samplerate} Hz to {sample_rate} Hz")
+    peak = float(np.abs(audio).max())
+    if peak == 0:
+        notes.append(f"{path}: digital silence, nothing to accompany")
+    elif 20 * np.log10(peak) < SILENT_DBFS:
+        notes.append(f"{path}: nearly silent (peak {20 * np.log10(peak):.0f} dBFS), little to accompany")
+    return notes
+
+
 def save_audio(path: str | Path, audio: np.ndarray | torch.Tensor, sample_rate: int, subtype: str | None = None) -> None:
     """Write mono audio (FLAC/WAV by extension), clipping to [-1, 1]."""
     x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)

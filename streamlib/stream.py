@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from streamlib.audio import AudioError, save_audio, validate
 from streamlib.config import FRAME_RATE, ConfigError, StreamSpec, to_seconds
@@ -271,6 +272,7 @@ def stream(
     output_frames: int | None = None,
     clock: Clock = time.perf_counter,
     generator_kwargs: dict | None = None,
+    progress: bool = False,
 ) -> StreamResult:
     """Stream ``input_audio`` (mono, ``codec.sample_rate``) through ``acc`` and ``codec``.
 
@@ -279,7 +281,7 @@ def stream(
     accompaniment), teacher-forced into the generator, and streaming starts at t = L. The output
     has ``input frames - max(t_f + D, 0)`` frames unless ``output_frames`` says fewer, so that every
     chunk's visible input ``x(1 : t + t_f + D)`` exists (paper A.7: a model with t_f > 0 sees t_f more
-    input than it outputs).
+    input than it outputs). ``progress`` shows a progress bar over the chunks.
     """
     model_spec: StreamSpec = acc.spec
     if spec is not None:
@@ -331,31 +333,33 @@ def stream(
 
     records: list[ChunkRecord] = []
     t = prompt
-    while t < n_out:
-        k = min(spec.k, n_out - t)
-        c0 = clock()
-        reveal(t + spec.tf + lag)
-        c1 = clock()
-        visible = fed_input_count(gen, pushed)
-        if visible > max(t + spec.tf + lag, 0):
-            raise StreamError(f"the generator holds {visible} input frames at t={t}, more than "
-                              f"t + t_f + D = {t + spec.tf + lag}")
-        chunk = gen.generate(k)
-        c2 = clock()
-        if tuple(chunk.shape) != (n_q, k):
-            raise StreamError(f"generate({k}) returned shape {tuple(chunk.shape)}, expected ({n_q}, {k})")
-        audio = dec.push(chunk[None]).reshape(-1).cpu().numpy()
-        c3 = clock()
-        records.append(
-            ChunkRecord(
-                index=len(records), start=t, frames=k, input_visible=visible,
-                encode_s=c1 - c0, generate_s=c2 - c1, decode_s=c3 - c2,
-                jitter_s=float(jitter(len(records))) if jitter else 0.0,
+    with tqdm(total=math.ceil((n_out - prompt) / spec.k), desc="streaming", unit="chunk", disable=not progress) as bar:
+        while t < n_out:
+            k = min(spec.k, n_out - t)
+            c0 = clock()
+            reveal(t + spec.tf + lag)
+            c1 = clock()
+            visible = fed_input_count(gen, pushed)
+            if visible > max(t + spec.tf + lag, 0):
+                raise StreamError(f"the generator holds {visible} input frames at t={t}, more than "
+                                  f"t + t_f + D = {t + spec.tf + lag}")
+            chunk = gen.generate(k)
+            c2 = clock()
+            if tuple(chunk.shape) != (n_q, k):
+                raise StreamError(f"generate({k}) returned shape {tuple(chunk.shape)}, expected ({n_q}, {k})")
+            audio = dec.push(chunk[None]).reshape(-1).cpu().numpy()
+            c3 = clock()
+            records.append(
+                ChunkRecord(
+                    index=len(records), start=t, frames=k, input_visible=visible,
+                    encode_s=c1 - c0, generate_s=c2 - c1, decode_s=c3 - c2,
+                    jitter_s=float(jitter(len(records))) if jitter else 0.0,
+                )
             )
-        )
-        out_codes.append(chunk.cpu())
-        out_audio.append(audio)
-        t += k
+            out_codes.append(chunk.cpu())
+            out_audio.append(audio)
+            t += k
+            bar.update()
     schedule(records, spec.tf, timing, delay=lag)
     return StreamResult(
         spec=spec,
@@ -396,17 +400,21 @@ def stream_file(
     out: str | Path | None = None,
     codec_path: str | Path | None = None,
     input_tracks: Sequence[np.ndarray] | None = None,
+    notify: Callable[[str], None] | None = None,
     **kwargs,
 ) -> tuple[StreamResult, dict[str, Path]]:
     """Stream any audio file (resampled to the codec's rate, downmixed) through a checkpoint.
 
-    ``tf``/``k`` (seconds or unit strings) must equal the checkpoint's own, if given. Writes the
-    accompaniment, the mix and ``timing.json`` into ``out`` (if given). ``kwargs`` go to ``stream``.
+    ``tf``/``k`` (seconds or unit strings) must equal the checkpoint's own, if given. Before streaming,
+    ``notify`` (if given) gets one line for each thing done to the input or wrong with it (resampled,
+    down-mixed, silent); the report keeps them as ``notes``. Writes the accompaniment, the mix and
+    ``timing.json`` into ``out`` (if given). ``kwargs`` go to ``stream``.
     """
-    from streamlib.audio import load_audio
+    from streamlib.audio import input_notes, load_audio
     from streamlib.codec import load_codec
     from streamlib.config import to_frames
     from streamlib.model import load_accompanist
+    from streamlib.tokens.categories import CATEGORIES
 
     cat = parse_category(category)
     acc = load_accompanist(checkpoint)
@@ -414,9 +422,12 @@ def stream_file(
                None if k is None else to_frames(k, name="k"), what=str(checkpoint))
     codec = load_codec(codec_path)
     audio, _ = load_audio(input_path, codec.sample_rate)
+    notes = input_notes(input_path, audio, codec.sample_rate)
+    if notify:
+        for note in notes:
+            notify(note)
     result = stream(acc, codec, audio, cat, **kwargs)
-    result.info["input"] = str(input_path)
-    result.info["checkpoint"] = str(checkpoint)
+    result.info.update(input=str(input_path), checkpoint=str(checkpoint), category_name=CATEGORIES[cat], notes=notes)
     paths = result.save(out, input_tracks) if out is not None else {}
     return result, paths
 
@@ -471,6 +482,10 @@ def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list
     entries.sort(key=lambda e: (e.kind != "streaming", e.k or 0, e.tf or 0))
     return entries
 
+
+def smallest_lead(entries: Sequence[ModelEntry]) -> ModelEntry:
+    """The streaming entry with the largest t_f (the smallest lead when all are negative), then the smallest k."""
+    return max(entries, key=lambda e: (e.tf, -e.k))
 
 
 @dataclass
@@ -530,8 +545,7 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
         ready = [e for e in shipped_models() if e.kind == "streaming"]
         if not ready:
             raise StreamError(f"no shipped checkpoints in {checkpoint_dir() / 'models'} (pass --checkpoint)")
-        ahead = [e for e in ready if e.tf < 0] or ready
-        checkpoint = max(ahead, key=lambda e: (e.tf, -e.k)).path
+        checkpoint = smallest_lead([e for e in ready if e.tf < 0] or ready).path
     names = list(clip.stems)
     if target is None:
         target = next((s for s in names if clip.categories[s] in TARGET_CATEGORIES and clip.categories[s] != 14), names[0])
@@ -615,6 +629,7 @@ __all__ = [
     "summary",
     "ModelEntry",
     "shipped_models",
+    "smallest_lead",
     "BookModels",
     "book_models",
     "demo_stream",

@@ -1,5 +1,5 @@
 """The command line: ``--help`` answers and lists subcommands; ``compare`` scores models side by side; bad input
-is one line on stderr and exit code 2, checked before the work."""
+is one line on stderr and exit code 2, checked before the work; ``stream`` says what it did."""
 
 import csv
 import json
@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from streamlib.checkpoint import CheckpointError
 from streamlib.cli import is_ours
@@ -138,6 +139,37 @@ def test_every_output_location_is_checked_before_the_work(args, tmp_path):
     result = run_cli(*(a.format(tmp=tmp_path) for a in args))
     assert_one_line_error(result, "README.md is a file, not a folder")
     assert not (tmp_path / "run").exists()
+
+
+def test_stream_says_what_it_did(tmp_path):
+    song = tmp_path / "song.wav"
+    t = np.arange(44_100) / 44_100
+    sf.write(song, np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.3, 44_100)
+    result = run_cli("stream", "--input", song, "--checkpoint", SHIPPED, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"note: {song}: 2 channels down-mixed to mono" in result.stderr
+    assert f"note: {song}: resampled from 44100 Hz to 16000 Hz" in result.stderr
+    assert "streaming: 100%" in result.stderr  # the progress bar
+    assert f"generated Piano (the default; --category picks another) with {SHIPPED}" in result.stdout
+    assert "x real time" in result.stdout and "RTF" not in result.stdout
+    # t_f = 0 leaves no time to compute: every chunk is late, and the report says why and what to try
+    assert "47 of 47 chunks late" in result.stdout and "which no machine can do" in result.stdout
+    assert "book_tf-10_k1.safetensors" in result.stdout
+    report = json.loads((tmp_path / "out" / "timing.json").read_text())
+    assert report["notes"] == [f"{song}: 2 channels down-mixed to mono", f"{song}: resampled from 44100 Hz to 16000 Hz"]
+    assert report["x_real_time"] > 0 and report["category_name"] == "Piano"
+
+
+def test_stream_notes_a_silent_input_and_quiet_has_no_progress_bar(tmp_path):
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(8_000), 8_000)
+    result = run_cli("stream", "--input", silence, "--checkpoint", SHIPPED, "--category", "bass", "--quiet",
+                       "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"note: {silence}: resampled from 8000 Hz to 16000 Hz",
+                                          f"note: {silence}: digital silence, nothing to accompany"]
+    assert f"{silence}: generated Bass with" in result.stdout
 
 
 def test_output_checks(tmp_path):

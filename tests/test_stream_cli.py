@@ -1,4 +1,5 @@
-"""``python -m streamlib stream``: files, checkpoint spec checks and the written outputs."""
+"""``python -m streamlib stream``: files, checkpoint spec checks, the written outputs, notes on the input and
+the explanation of late chunks."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import soundfile as sf
 import torch
 from test_stream import StandIn
 
+from streamlib.audio import input_notes, load_audio
 from streamlib.checkpoint import save_weights
 from streamlib.cli import main
 from streamlib.codec import CausalCodec
+from streamlib.commands.stream import late_explanation
 from streamlib.config import StreamSpec, get_preset
+from streamlib.stream import ChunkRecord, StreamResult, Timing, schedule
 
 
 @pytest.fixture()
@@ -72,3 +76,45 @@ def test_stream_errors_are_clear(setup, capsys):
     assert "not a generation target" in capsys.readouterr().err
     assert run(["--input", audio, "--category", "kazoo", *base]) == 2
     assert "unknown category" in capsys.readouterr().err
+
+
+def test_input_notes_say_what_was_done_to_the_file(tmp_path):
+    t = np.arange(16_000) / 16_000
+    plain, quiet = tmp_path / "plain.wav", tmp_path / "quiet.wav"
+    sf.write(plain, 0.3 * np.sin(2 * np.pi * 220 * t), 16_000)
+    sf.write(quiet, 10 ** (-70 / 20) * np.sin(2 * np.pi * 220 * t), 16_000, subtype="FLOAT")
+    assert input_notes(plain, load_audio(plain, 16_000)[0], 16_000) == []
+    assert input_notes(quiet, load_audio(quiet, 16_000)[0], 16_000) == [
+        f"{quiet}: nearly silent (peak -70 dBFS), little to accompany"]
+
+
+def timed_result(tf: int, k: int, compute_s: list[float], jitter_mean_s: float = 0.0) -> StreamResult:
+    """A finished stream of ``len(compute_s)`` chunks with those compute times, on the simulated clock."""
+    records = [ChunkRecord(i, i * k, k, 0, 0.0, c, 0.0, 0.0) for i, c in enumerate(compute_s)]
+    timing = Timing(tau_sys=0.02, tau_jitter=0.02)
+    schedule(records, tf, timing, delay=3)
+    frames = len(compute_s) * k
+    return StreamResult(StreamSpec(tf=tf, k=k, window=50), 16_000, np.zeros(frames * 320, np.float32),
+                        torch.zeros(4, frames), np.zeros(frames * 320, np.float32), records, timing, category=0,
+                        info={"delay_pattern_frames": 3, "jitter_mean_s": jitter_mean_s})
+
+
+def test_late_chunks_are_explained():
+    machine = {"threads": 1, "cores": 2, "load": 0.5}
+    assert late_explanation(timed_result(-10, 10, [0.05] * 10), **machine) is None
+    # t_f = 0: no lead at all, whatever the machine
+    text = late_explanation(timed_result(0, 1, [0.001] * 10), **machine)
+    assert text.startswith("10 of 10 chunks late: each chunk must be ready within -t_f - D - tau_sys = 0 - 0.06 - 0.02")
+    assert "Try a checkpoint with t_f below -0.08 s, e.g. " in text and "book_tf-10_k1.safetensors" in text
+    assert "--threads" not in text
+    # slower than real time (each chunk 10 ms later than the one before), one thread of two, a busy machine
+    text = late_explanation(timed_result(-10, 1, [0.03] * 30), threads=1, cores=2, load=3.5)
+    assert text.startswith("20 of 30 chunks late: compute runs at 0.67x real time")
+    assert "1 torch thread on 2 cores" in text
+    assert "the machine is busy (load average 3.5 on 2 cores)" in text
+    assert text.endswith("Try a checkpoint with a larger k (fewer, longer chunks); --threads 2; a less busy machine.")
+    # fast enough on average, but one stall (with injected jitter) misses its deadline
+    text = late_explanation(timed_result(-10, 10, [0.05] * 9 + [0.3], jitter_mean_s=0.01), threads=2, cores=2, load=1)
+    assert text.startswith("1 of 10 chunks late: the slowest chunks' compute (p99 ")
+    assert "exceeds the 120 ms between a chunk's input and its play time" in text
+    assert "--jitter-ms adds 10 ms per chunk on average" in text and "thread" not in text and "busy" not in text

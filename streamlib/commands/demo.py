@@ -12,19 +12,17 @@ import argparse
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from streamlib.commands.stream import stream_kwargs
+    from streamlib.commands.stream import print_report, stream_kwargs
     from streamlib.paths import check_output_dir
-    from streamlib.stream import demo_stream, summary
+    from streamlib.stream import demo_stream
 
     check_output_dir(args.out)
     torch.set_num_threads(args.threads)
     result, paths = demo_stream(args.example, checkpoint=args.checkpoint, target=args.target,
                                 out=args.out, codec_path=args.codec, category=args.category, **stream_kwargs(args))
-    print(f"{result.info['example']}: input = {result.info['input_stems']}, generating "
+    print(f"{result.info['example']}: input = {result.info['input_stems']}, generated "
           f"{result.info['category_name']} with {result.info['checkpoint']}")
-    print(summary(result))
-    for name, path in paths.items():
-        print(f"  {name}: {path}")
+    print_report(result, paths, args.threads)
     return 0
 
 

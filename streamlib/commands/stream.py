@@ -2,15 +2,24 @@
 
 Example::
 
-    python -m streamlib stream --input song.wav --checkpoint checkpoints/models/book_tf-10_k5.safetensors \\
-        --tf -0.2 --k 0.1 --category Bass --out runs/stream
+    python -m streamlib stream --input song.wav --checkpoint checkpoints/models/book_tf-10_k10.safetensors \\
+        --tf -0.2 --k 0.2 --category Bass --out runs/stream
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamlib.cli import number
+
+if TYPE_CHECKING:
+    from streamlib.stream import StreamResult
+
+DEFAULT_CATEGORY = "Piano"
 
 
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +37,7 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the shipped one)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def stream_kwargs(args: argparse.Namespace) -> dict:
@@ -40,7 +50,66 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
         "top_k": args.top_k,
         "seed": args.seed,
         "prompt_seconds": args.prompt_seconds,
+        "progress": not args.quiet,
     }
+
+
+def note(text: str) -> None:
+    """Something the user should know about what ran, on stderr."""
+    print(f"note: {text}", file=sys.stderr)
+
+
+def late_explanation(result: StreamResult, *, threads: int, cores: int, load: float) -> str | None:
+    """Why chunks of ``result`` were late and what to try, in one line (None when none was late).
+    ``threads``: torch threads used; ``cores``: CPU cores; ``load``: the 1-minute load average."""
+    from streamlib.config import to_seconds
+    from streamlib.stream import shipped_models, smallest_lead
+
+    if not result.n_late:
+        return None
+    spec, timing = result.spec, result.timing
+    delay_s = to_seconds(result.info["delay_pattern_frames"])
+    lead_s = -spec.tf_seconds - delay_s - timing.tau_sys  # from a chunk's last input frame to its play time
+    why, tries = [], []
+    if lead_s <= 0:
+        why.append(f"each chunk must be ready within -t_f - D - tau_sys = {to_seconds(-spec.tf):g} - {delay_s:g} - "
+                   f"{timing.tau_sys:g} = {lead_s:.2f} s of its input arriving (D: the delay pattern's latency), "
+                   f"which no machine can do")
+        ahead = [e for e in shipped_models() if e.kind == "streaming" and to_seconds(e.tf) < -delay_s - timing.tau_sys]
+        example = f", e.g. {smallest_lead(ahead).path}" if ahead else ""
+        tries.append(f"a checkpoint with t_f below {-delay_s - timing.tau_sys:g} s{example}")
+    else:
+        if result.x_real_time < 1:
+            why.append(f"compute runs at {result.x_real_time:.2f}x real time, slower than the audio it makes, so "
+                       f"every chunk starts later than the one before")
+            tries.append("a checkpoint with a larger k (fewer, longer chunks)")
+        else:
+            p99 = result.latency_percentiles()["p99"]
+            why.append(f"the slowest chunks' compute (p99 {p99 * 1e3:.0f} ms) exceeds the {lead_s * 1e3:.0f} ms "
+                       f"between a chunk's input and its play time")
+            tries.append("a checkpoint with more lead (a more negative t_f)")
+        if result.info.get("jitter_mean_s"):
+            why.append(f"--jitter-ms adds {result.info['jitter_mean_s'] * 1e3:g} ms per chunk on average")
+        if threads < cores:
+            why.append(f"{threads} torch thread{'s' if threads > 1 else ''} on {cores} cores")
+            tries.append(f"--threads {cores}")
+        if load > cores:
+            why.append(f"the machine is busy (load average {load:.1f} on {cores} cores)")
+            tries.append("a less busy machine")
+    return (f"{result.n_late} of {len(result.records)} chunks late: " + "; ".join(why)
+            + ". Try " + "; ".join(tries) + ".")
+
+
+def print_report(result: StreamResult, paths: dict[str, Path], threads: int) -> None:
+    """The summary, why chunks were late (if any were) and the files written."""
+    from streamlib.stream import summary
+
+    print(summary(result))
+    explanation = late_explanation(result, threads=threads, cores=os.cpu_count() or 1, load=os.getloadavg()[0])
+    if explanation:
+        print(explanation)
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -48,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from streamlib.audio import load_audio
     from streamlib.paths import check_output_dir
-    from streamlib.stream import StreamError, stream_file, summary
+    from streamlib.stream import StreamError, stream_file
 
     check_output_dir(args.out)
     if args.prompt_seconds and not args.prompt_audio:
@@ -60,10 +129,11 @@ def _run(args: argparse.Namespace) -> int:
 
         kwargs["prompt_audio"] = load_audio(args.prompt_audio, load_codec(args.codec).sample_rate)[0]
     result, paths = stream_file(args.input, args.checkpoint, tf=args.tf, k=args.k,
-                                category=args.category or "Piano", out=args.out, codec_path=args.codec, **kwargs)
-    print(summary(result))
-    for name, path in paths.items():
-        print(f"  {name}: {path}")
+                                category=args.category or DEFAULT_CATEGORY, out=args.out, codec_path=args.codec,
+                                notify=note, **kwargs)
+    default = " (the default; --category picks another)" if args.category is None else ""
+    print(f"{args.input}: generated {result.info['category_name']}{default} with {args.checkpoint}")
+    print_report(result, paths, args.threads)
     return 0
 
 
