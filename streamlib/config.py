@@ -185,8 +185,19 @@ class CodecConfig:
     codebook_dim: int = 8
     quantizer_dropout: float = 0.5
     dilations: tuple[int, ...] = (1, 9)  # one residual unit per dilation in every block
+    # "dac": the waveform causal DAC (model.py); "spectral": frame-rate networks, STFT in and out
+    # (spectral.py). The fields below apply to "spectral" only.
+    arch: str = "dac"
+    width: int = 256  # channels of the frame-rate networks
+    encoder_blocks: int = 4
+    decoder_blocks: int = 6
+    analysis_fft: int = 2048  # the long causal analysis window, in samples
+    latent: int = 0  # latent width; 0 keeps the DAC rule encoder_dim * 2 ** len(encoder_rates)
+    pitch_bins: int = 0  # > 0: a head on the first RVQ level predicts the frame's semitone spectrum
 
     def __post_init__(self) -> None:
+        if self.arch not in ("dac", "spectral"):
+            raise ConfigError(f"codec arch must be 'dac' or 'spectral', got {self.arch!r}")
         hop = math.prod(self.encoder_rates)
         if hop * FRAME_RATE != self.sample_rate:
             raise ConfigError(
@@ -202,7 +213,7 @@ class CodecConfig:
 
     @property
     def latent_dim(self) -> int:
-        return self.encoder_dim * 2 ** len(self.encoder_rates)
+        return self.latent or self.encoder_dim * 2 ** len(self.encoder_rates)
 
 
 @dataclass(frozen=True)
@@ -305,6 +316,18 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast pays off: CUDA with bf16, or a CPU with native bf16 (AVX-512 BF16 / AMX).
+
+    On an AVX2-only CPU bf16 is emulated and a codec training step runs ~8x slower than in fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
 def get_preset(name: str) -> Preset:
     """Look up a preset by name with a clear error."""
     try:
@@ -330,6 +353,7 @@ def config_from_dict(cls, data: dict):
 
 __all__ = [
     "FRAME_RATE",
+    "bf16_supported",
     "QUICK_ENV",
     "ConfigError",
     "CodecConfig",

@@ -33,6 +33,7 @@ import numpy as np
 
 FRAME_RATE = 50
 FMIN_HZ, FMAX_HZ = 55.0, 2000.0
+SEMITONE_BINS = 84  # C1 (MIDI 24) to B7: the semitone spectrum of the codec's pitch terms
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _ALIASES = {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "E#": 5, "Fb": 4, "B#": 0}
 # Chord qualities (Harte / mir_eval names) as intervals above the root.
@@ -145,6 +146,15 @@ def chord_frames(chords: list, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     return roots, tones
 
 
+def semitone_filterbank(sample_rate: int, n_fft: int, lowest_midi: int = 24, n_bins: int = SEMITONE_BINS) -> np.ndarray:
+    """Triangular filters ``[n_bins, n_fft // 2 + 1]``, one per semitone from ``lowest_midi`` (C1),
+    each rising from the semitone below to its centre and falling to the semitone above."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    midi = 69 + 12 * np.log2(np.maximum(freqs, 1e-6) / 440.0)
+    centres = lowest_midi + np.arange(n_bins)
+    return np.maximum(0.0, 1.0 - np.abs(midi[None, :] - centres[:, None])).astype(np.float32)
+
+
 def cents_off(audio, midi_note: int, sample_rate: int) -> float:
     """Median YIN fundamental of ``audio`` against ``midi_note``, in cents with octaves folded away."""
     import librosa
@@ -155,5 +165,6 @@ def cents_off(audio, midi_note: int, sample_rate: int) -> float:
     return float((cents + 600.0) % 1200.0 - 600.0)
 
 
-__all__ = ["FRAME_RATE", "PITCH_NAMES", "QUALITIES", "cents_off", "chord_frames", "chroma", "chroma_similarity",
-           "dominant_class_agreement", "midi_pitch_classes", "n_fft_for", "parse_chord", "pitch_class_share"]
+__all__ = ["FRAME_RATE", "PITCH_NAMES", "QUALITIES", "SEMITONE_BINS", "cents_off", "chord_frames", "chroma", "chroma_similarity",
+           "dominant_class_agreement", "midi_pitch_classes", "n_fft_for", "parse_chord", "pitch_class_share",
+           "semitone_filterbank"]

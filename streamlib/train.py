@@ -38,7 +38,7 @@ from torch import nn
 from streamlib.checkpoint import (
     CheckpointError, file_sha256, hardware, load_training_state, rng_state, save_training_state, set_rng_state,
 )
-from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, get_device
+from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, bf16_supported, get_device
 from streamlib.model.accompanist import Accompanist, masked_loss
 from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
 
@@ -73,15 +73,6 @@ def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
         return cfg.peak_lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.min_lr + 0.5 * (cfg.peak_lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off: CUDA with bf16, or a CPU with native bf16 (AVX-512 BF16 / AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
 
 
 def make_batch(ds, indices, draw: int) -> dict[str, torch.Tensor]:

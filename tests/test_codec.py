@@ -12,16 +12,20 @@ import torch
 from streamlib.audio import AudioError
 from streamlib.checkpoint import CheckpointError, save_weights
 from streamlib.codec import CausalCodec, SampleRateError, load_codec
-from streamlib.codec.model import CausalDAC
-from streamlib.config import get_preset
+from streamlib.codec.model import build_codec_model
+from streamlib.config import ConfigError, get_preset
 
 CFG = get_preset("debug").codec
+SPECTRAL = dataclasses.replace(CFG, arch="spectral", width=16, encoder_blocks=2, decoder_blocks=3, latent=16,
+                               analysis_fft=1024, pitch_bins=84)
 
 
-@pytest.fixture(scope="module")
-def codec() -> CausalCodec:
+@pytest.fixture(scope="module", params=["dac", "spectral"])
+def codec(request) -> CausalCodec:
+    """Both designs must be causal and stream exactly: the waveform DAC and the frame-rate codec."""
     torch.manual_seed(0)
-    return CausalCodec(CFG, CausalDAC(CFG))
+    cfg = CFG if request.param == "dac" else SPECTRAL
+    return CausalCodec(cfg, build_codec_model(cfg))
 
 
 def _audio(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
@@ -124,14 +128,14 @@ def test_stereo_is_downmixed_by_averaging(codec):
 
 def test_checkpoint_round_trip(codec, tmp_path):
     path = tmp_path / "c.safetensors"
-    save_weights(path, codec.model.state_dict(), {"config": dataclasses.asdict(CFG)})
+    save_weights(path, codec.model.state_dict(), {"config": dataclasses.asdict(codec.cfg)})
     loaded = load_codec(path)
     x = _audio(1, 10)
     assert torch.equal(loaded.encode(x), codec.encode(x))
     torch.testing.assert_close(loaded.decode(codec.encode(x)), codec.decode(codec.encode(x)), atol=1e-5, rtol=0)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_codec(tmp_path / "missing.safetensors")
-    bigger = dataclasses.replace(CFG, decoder_dim=32)
+    bigger = dataclasses.replace(codec.cfg, decoder_dim=32, width=codec.cfg.width * 2)
     save_weights(path, codec.model.state_dict(), {"config": dataclasses.asdict(bigger)})
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_codec(path)
@@ -175,3 +179,30 @@ def test_gan_training_runs_and_resumes(tmp_path):
     assert {"adversarial", "feature", "discriminator"} <= set(first.last)
     more = train_codec(CFG, dataclasses.replace(cfg, steps=3), tmp_path / "data", tmp_path / "run", progress=False)
     assert more.step == 3 and np.isfinite(more.last["discriminator"])
+
+
+def test_spectral_training_with_pitch_terms_resumes_exactly(tmp_path):
+    """The pitch terms train (finite, logged) and the spectral codec resumes bit-exactly."""
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.2, warmup_steps=2, bf16=False, log_every=1,
+                           save_every_seconds=1e9, semitone_weight=5.0, pitch_head_weight=1.0,
+                           code_restart=True)
+    straight = train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "a", progress=False)
+    train_codec(SPECTRAL, dataclasses.replace(cfg, steps=2), tmp_path / "data", tmp_path / "b", progress=False)
+    resumed = train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "b", progress=False)
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert np.isfinite(straight.last["semitone"]) and straight.last["pitch_head"] > 0
+    with pytest.raises(ConfigError, match="pitch head"):
+        train_codec(dataclasses.replace(SPECTRAL, pitch_bins=0), cfg, tmp_path / "data", tmp_path / "c", progress=False)
+
+
+def test_semitone_spectrum_finds_the_note():
+    """A 220 Hz tone (A3, MIDI 57) lands in band 57 - 24 of the semitone spectrum; its neighbours get a tenth."""
+    from streamlib.codec.train import SemitoneSpectrum
+
+    t = torch.arange(16_000) / 16_000
+    bands = SemitoneSpectrum(16_000, 320)(torch.sin(2 * torch.pi * 220.0 * t)[None, None])[0, :, -10:].mean(-1)
+    assert int(bands.argmax()) == 57 - 24 and bands[33] > 5 * max(bands[32], bands[34])

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from streamlib.checkpoint import save_weights
-from streamlib.codec import CausalCodec, CausalDAC, load_codec
+from streamlib.codec import CausalCodec, load_codec
+from streamlib.codec.model import build_codec_model
 from streamlib.codec.tokenize import POLICIES, TokenWindows, sample_mixes, tokenize_dataset
 from streamlib.config import get_preset
 from streamlib.data.sampling import active_frames
@@ -20,11 +21,11 @@ from streamlib.data.synth import Recipe, synthesize
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("tok")
-    synthesize(root / "data", Recipe(tracks=2, seed=3, min_seconds=6.0, max_seconds=7.0), progress=False)
+    synthesize(root / "data", Recipe(tracks=2, seed=3, min_seconds=9.0, max_seconds=10.0), progress=False)
     cfg = get_preset("debug").codec
     torch.manual_seed(0)
     path = root / "codec.safetensors"
-    save_weights(path, CausalDAC(cfg).state_dict(), {"config": dataclasses.asdict(cfg)})
+    save_weights(path, build_codec_model(cfg).state_dict(), {"config": dataclasses.asdict(cfg)})
     codec = load_codec(path)
     meta = tokenize_dataset(root / "data", root / "tokens", codec, splits=("train",), progress=False,
                             codec_path=path)
@@ -72,7 +73,7 @@ def test_resume_skips_finished_tracks(setup):
     tokenize_dataset(root / "data", root / "tokens", codec, splits=("train",), progress=False,
                      codec_path=root / "codec.safetensors")
     assert f.stat().st_mtime_ns == before
-    other = CausalCodec(codec.cfg, CausalDAC(codec.cfg))
+    other = CausalCodec(codec.cfg, build_codec_model(codec.cfg))
     other.card = {"weights_sha256": "different"}
     with pytest.raises(ValueError, match="another codec"):
         tokenize_dataset(root / "data", root / "tokens", other, splits=("train",), progress=False)

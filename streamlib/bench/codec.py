@@ -66,7 +66,8 @@ def measure(codec, seconds: float, chunks: list[int], repeats: int) -> dict[str,
 
 
 def _codec_for(preset: str):
-    from streamlib.codec import CausalCodec, CausalDAC, default_checkpoint, load_codec
+    from streamlib.codec import CausalCodec, default_checkpoint, load_codec
+    from streamlib.codec.model import build_codec_model
     from streamlib.codec.codec import _strip_weight_norm
     from streamlib.config import get_preset
 
@@ -74,7 +75,7 @@ def _codec_for(preset: str):
         return load_codec(), "shipped checkpoint"
     cfg = get_preset(preset).codec
     torch.manual_seed(0)
-    model = CausalDAC(cfg)
+    model = build_codec_model(cfg)
     _strip_weight_norm(model)
     return CausalCodec(cfg, model), "random weights"
 

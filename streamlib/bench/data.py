@@ -30,7 +30,7 @@ def run(args) -> int:
     print(hardware())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        synthesize(Path(tmp) / "warmup", Recipe(tracks=1, min_seconds=5, max_seconds=6), progress=False)
+        synthesize(Path(tmp) / "warmup", Recipe(tracks=1, min_seconds=9, max_seconds=10), progress=False)
         for sr in args.rates:
             out = Path(tmp) / f"sr{sr}"
             r = synthesize(out, Recipe(tracks=args.tracks, seed=0, sample_rate=sr), progress=False)

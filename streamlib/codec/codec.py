@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from streamlib.audio import AudioError, validate
 from streamlib.checkpoint import CheckpointError, load_card, load_into, load_weights
-from streamlib.codec.model import CausalDAC
+from streamlib.codec.model import RVQCodec, build_codec_model
 from streamlib.config import CodecConfig, config_from_dict
 from streamlib.paths import checkpoint_dir
 
@@ -38,10 +38,10 @@ def default_checkpoint() -> Path:
 class CausalCodec(nn.Module):
     """A trained (or fresh) causal DAC with the library's codec API."""
 
-    def __init__(self, cfg: CodecConfig, model: CausalDAC | None = None, card: dict | None = None):
+    def __init__(self, cfg: CodecConfig, model: RVQCodec | None = None, card: dict | None = None):
         super().__init__()
         self.cfg = cfg
-        self.model = model if model is not None else CausalDAC(cfg)
+        self.model = model if model is not None else build_codec_model(cfg)
         self.card = card or {}
         self.eval()
 
@@ -185,7 +185,7 @@ def load_codec(path: str | Path | None = None, device: str | torch.device | None
         cfg = config_from_dict(CodecConfig, card["config"])
     except KeyError:
         raise CheckpointError(f"card of {path} has no 'config'") from None
-    model = CausalDAC(cfg)
+    model = build_codec_model(cfg)
     load_into(model, load_weights(path), what=str(path))
     if fold_weight_norm:
         _strip_weight_norm(model)

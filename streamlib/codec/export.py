@@ -20,7 +20,7 @@ import torch
 
 from streamlib.checkpoint import file_sha256, hardware, save_weights
 from streamlib.codec.codec import CausalCodec, _strip_weight_norm, load_codec
-from streamlib.codec.model import CausalDAC
+from streamlib.codec.model import build_codec_model
 from streamlib.codec.quality import distances, evaluate_codec, lowpass
 from streamlib.codec.train import model_from_state
 
@@ -66,7 +66,7 @@ def heldout_stems(root: str | Path, sample_rate: int, split: str = "test", max_s
 def quality_report(codec: CausalCodec, clips: torch.Tensor) -> dict:
     """Reconstruction numbers of ``codec`` plus the untrained-codec and 4 kHz low-pass bars."""
     torch.manual_seed(0)
-    fresh = CausalDAC(codec.cfg)
+    fresh = build_codec_model(codec.cfg)
     _strip_weight_norm(fresh)
     untrained = CausalCodec(codec.cfg, fresh)
     return {

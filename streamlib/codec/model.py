@@ -25,6 +25,8 @@ matches to float tolerance.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d
 from dac.nn.quantize import ResidualVectorQuantize
@@ -216,22 +218,25 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.constant_(m.bias, 0)
 
 
-class CausalDAC(nn.Module):
-    """Encoder, residual vector quantiser (dac's), decoder. ``forward`` is the training pass."""
+class RVQCodec(nn.Module):
+    """What every codec of the book shares: ``encoder``, dac's residual vector quantiser, ``decoder``.
 
-    def __init__(self, cfg: CodecConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = encoder_chain(cfg)
-        self.quantizer = ResidualVectorQuantize(
+    Subclasses build ``self.encoder`` (audio -> latents, with ``step``) and ``self.decoder``
+    (latents -> audio, with ``step``) and say how to make their zero streaming states.
+    """
+
+    cfg: CodecConfig
+    encoder: nn.Module
+    decoder: nn.Module
+
+    def _quantizer(self, cfg: CodecConfig) -> ResidualVectorQuantize:
+        return ResidualVectorQuantize(
             input_dim=cfg.latent_dim,
             n_codebooks=cfg.n_codebooks,
             codebook_size=cfg.codebook_size,
             codebook_dim=cfg.codebook_dim,
             quantizer_dropout=cfg.quantizer_dropout,
         )
-        self.decoder = decoder_chain(cfg)
-        self.apply(_init_weights)
 
     def forward(self, audio: Tensor, n_quantizers: int | None = None) -> dict[str, Tensor]:
         """``audio [B,1,N]`` (N a multiple of the hop) -> reconstruction, codes and VQ losses.
@@ -241,10 +246,12 @@ class CausalDAC(nn.Module):
         """
         z = self.encoder(audio)
         with torch.autocast(device_type=audio.device.type, enabled=False):
-            z_q, codes, _, commitment, codebook = self.quantizer(z.float(), n_quantizers)
+            z_q, codes, level_latents, commitment, codebook = self.quantizer(z.float(), n_quantizers)
         return {
             "audio": self.decoder(z_q),
             "codes": codes,
+            "latents": z,
+            "level_latents": level_latents,  # [B, n_q * codebook_dim, T]: each level's projected input
             "vq/commitment_loss": commitment,
             "vq/codebook_loss": codebook,
         }
@@ -266,12 +273,10 @@ class CausalDAC(nn.Module):
         return z
 
     def encoder_state(self, batch: int = 1) -> State:
-        x = next(self.parameters()).new_zeros(batch, 1, 0)
-        return _flatten_init(self.encoder, x)
+        raise NotImplementedError
 
     def decoder_state(self, batch: int = 1) -> State:
-        x = next(self.parameters()).new_zeros(batch, self.cfg.latent_dim, 0)
-        return _flatten_init(self.decoder, x)
+        raise NotImplementedError
 
     def encode_step(self, audio: Tensor, state: State, n_q: int) -> tuple[Tensor, State]:
         """Pure streaming encode: new samples + state -> codes of the frames now complete + state."""
@@ -283,3 +288,39 @@ class CausalDAC(nn.Module):
     def decode_step(self, codes: Tensor, state: State) -> tuple[Tensor, State]:
         """Pure streaming decode: new frames of codes + state -> their audio + state."""
         return self.decoder.step(self.dequantize(codes), state)
+
+
+class CausalDAC(RVQCodec):
+    """Encoder, residual vector quantiser (dac's), decoder, all on the waveform (the paper preset)."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder_chain(cfg)
+        self.quantizer = self._quantizer(cfg)
+        self.decoder = decoder_chain(cfg)
+        self.apply(_init_weights)
+
+    def encoder_state(self, batch: int = 1) -> State:
+        x = next(self.parameters()).new_zeros(batch, 1, 0)
+        return _flatten_init(self.encoder, x)
+
+    def decoder_state(self, batch: int = 1) -> State:
+        x = next(self.parameters()).new_zeros(batch, self.cfg.latent_dim, 0)
+        return _flatten_init(self.decoder, x)
+
+
+def build_codec_model(cfg: CodecConfig) -> RVQCodec:
+    """The codec network a config describes: ``arch`` "dac" (waveform) or "spectral" (frame rate).
+
+    dac's layers (``WNConv1d``, the quantiser's projections) are built with torch's deprecated
+    ``weight_norm``, which warns on every construction; the warning is about dac's code, not ours,
+    and the loaded codec folds weight norm away (``load_codec``), so it is silenced here only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
+        if cfg.arch == "spectral":
+            from streamlib.codec.spectral import SpectralCodec
+
+            return SpectralCodec(cfg)
+        return CausalDAC(cfg)

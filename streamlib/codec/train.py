@@ -10,6 +10,13 @@ learning rate than encoder and decoder (a full-rate quantiser made the commitmen
 and an L1 waveform term in the first steps that fades out (it pulls the decoder out of the
 "tonal carpet" it produces at random initialisation).
 
+Two pitch terms, off by default and chosen by the experiments in ``docs/codec_experiments.md``:
+``semitone_weight`` (L1 between log semitone spectra, 84 bands C1-B7 from a 4096-point STFT, of
+reconstruction and original: mel bands are an octave-blind few at low frequencies, this is one band
+per note) and ``pitch_head_weight`` (the codec's head on the *first RVQ level alone* predicts the
+frame's semitone spectrum, so the first level carries the notes, as Mimi distils semantics into
+its first codebook).
+
 Every excerpt has the same length (each new input shape costs seconds of re-setup on a CPU).
 The excerpt of step ``s`` is drawn from ``numpy.random.default_rng([seed, s])``, so a resumed run
 sees exactly the data of an uninterrupted one; model, optimisers, schedulers and torch's RNG are
@@ -36,8 +43,9 @@ from streamlib.checkpoint import (
     save_training_state,
     set_rng_state,
 )
-from streamlib.codec.model import CausalDAC
-from streamlib.config import CodecConfig, ConfigError, get_device, seed_everything
+from streamlib.codec.model import RVQCodec, build_codec_model
+from streamlib.config import CodecConfig, ConfigError, bf16_supported, get_device, seed_everything
+from streamlib.pitch import SEMITONE_BINS
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,11 @@ class CodecTrainConfig:
     gan: bool = False
     feature_weight: float = 2.0
     adversarial_weight: float = 1.0
+    code_restart: bool = False  # give codes that fell out of use a current encoder output (see CodeRestarter)
+    semitone_weight: float = 0.0  # L1 of log semitone spectra (reconstruction vs original)
+    pitch_head_weight: float = 0.0  # cross entropy of the first-level pitch head (needs cfg.pitch_bins)
     mix_fraction: float = 0.5  # share of excerpts taken from mixes (the rest from stems)
-    bf16: bool = True  # autocast on CPU (AVX-512 bf16); the quantiser always runs in fp32
+    bf16: bool = True  # autocast where the device has native bf16 (config.bf16_supported); quantiser in fp32
     seed: int = 0
     save_every_seconds: float = 180.0
     max_seconds: float | None = None  # wall-clock budget of this sitting (stops cleanly, then saves)
@@ -154,6 +165,74 @@ class CodecLosses(torch.nn.Module):
                 "waveform": (estimate.float() - reference).abs().mean()}
 
 
+class SemitoneSpectrum(torch.nn.Module):
+    """Audio ``[B, 1, N]`` -> semitone-band power ``[B, 84, N / hop]`` (window ending at each frame's end)."""
+
+    def __init__(self, sample_rate: int, hop: int, n_fft: int = 4096):
+        super().__init__()
+        from streamlib.pitch import semitone_filterbank
+
+        self.hop, self.n_fft = hop, n_fft
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("bank", torch.from_numpy(semitone_filterbank(sample_rate, n_fft)), persistent=False)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        x = torch.nn.functional.pad(audio[:, 0].float(), (self.n_fft - self.hop, 0))
+        spec = torch.fft.rfft(x.unfold(-1, self.n_fft, self.hop) * self.window).abs().pow(2)
+        return torch.einsum("kf,btf->bkt", self.bank, spec)
+
+
+def pitch_losses(spectrum: SemitoneSpectrum, estimate: Tensor, reference: Tensor,
+                 logits: Tensor | None) -> dict[str, Tensor]:
+    """``semitone``: L1 of log semitone power; ``pitch_head``: cross entropy of the level-0 head
+    against the reference's normalised semitone spectrum, on frames within 50 dB of the loudest."""
+    ref = spectrum(reference)
+    out = {"semitone": (torch.log10(spectrum(estimate) + 1e-6) - torch.log10(ref + 1e-6)).abs().mean()}
+    if logits is not None:
+        energy = ref.sum(dim=1)  # [B, T]
+        keep = energy > energy.amax(dim=-1, keepdim=True) * 1e-5
+        target = ref / energy.clamp_min(1e-12)[:, None]
+        ce = -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)
+        out["pitch_head"] = (ce * keep).sum() / keep.sum().clamp_min(1)
+    return out
+
+
+class CodeRestarter:
+    """Revive dead codes: a code whose use (an exponential average of its count per step) falls below
+    ``fraction`` of a uniform share gets the projected input of a random current frame of its level,
+    checked every ``every`` steps (the practice of Jukebox and EnCodec). Without it the frame-rate
+    codec used ~10 of 1,024 first-level codes after 300 steps (docs/codec_experiments.md).
+    Deterministic under torch's seeded RNG; ``usage`` is part of the training state.
+    """
+
+    def __init__(self, n_levels: int, size: int, decay: float = 0.99, fraction: float = 0.03, every: int = 10):
+        self.usage = torch.zeros(n_levels, size, dtype=torch.float64)
+        self.decay, self.fraction, self.every = decay, fraction, every
+
+    @torch.no_grad()
+    def update(self, quantizer, codes: Tensor, level_latents: Tensor, step: int) -> int:
+        """Count this step's codes; every ``every`` steps restart the dead ones. Returns how many."""
+        n_levels, size = self.usage.shape
+        counts = torch.stack([torch.bincount(codes[:, i].reshape(-1).cpu(), minlength=size)
+                              for i in range(n_levels)]).double()
+        self.usage.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        if step % self.every:
+            return 0
+        uniform = codes[:, 0].numel() / size
+        restarted = 0
+        dim = level_latents.shape[1] // n_levels
+        for i, q in enumerate(quantizer.quantizers):
+            dead = torch.nonzero(self.usage[i] < self.fraction * uniform).reshape(-1)
+            if dead.numel() == 0:
+                continue
+            frames = level_latents[:, i * dim:(i + 1) * dim].transpose(1, 2).reshape(-1, dim)
+            pick = torch.randint(0, frames.shape[0], (dead.numel(),), device=frames.device)
+            q.codebook.weight.data[dead.to(frames.device)] = frames[pick].to(q.codebook.weight.dtype)
+            self.usage[i, dead] = uniform
+            restarted += dead.numel()
+        return restarted
+
+
 def lr_factor(step: int, cfg: CodecTrainConfig) -> float:
     """Linear warm-up to 1, then ``gamma ** (step - warmup)`` (REFERENCE section 6's ExponentialLR)."""
     if step < cfg.warmup_steps:
@@ -166,14 +245,14 @@ def lr_factor(step: int, cfg: CodecTrainConfig) -> float:
 
 @dataclass
 class TrainResult:
-    model: CausalDAC
+    model: RVQCodec
     step: int
     wall_seconds: float
     last: dict[str, float]
     state_path: Path | None
 
 
-def _optimizer(model: CausalDAC, cfg: CodecTrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: RVQCodec, cfg: CodecTrainConfig) -> torch.optim.Optimizer:
     quant = list(model.quantizer.parameters())
     ids = {id(p) for p in quant}
     rest = [p for p in model.parameters() if id(p) not in ids]
@@ -203,7 +282,10 @@ def train_codec(
 
     dev = get_device(device)
     seed_everything(cfg.seed)
-    model = CausalDAC(codec_cfg).to(dev)
+    if cfg.pitch_head_weight > 0 and codec_cfg.pitch_bins != SEMITONE_BINS:
+        raise ConfigError(f"pitch_head_weight > 0 needs a codec with a pitch head of pitch_bins={SEMITONE_BINS} "
+                          f"(one per semitone, C1-B7), got {codec_cfg.pitch_bins}")
+    model = build_codec_model(codec_cfg).to(dev)
     opt = _optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     disc = disc_opt = disc_sched = gan_loss = None
@@ -216,6 +298,8 @@ def train_codec(
         disc_sched = torch.optim.lr_scheduler.LambdaLR(disc_opt, lambda s: lr_factor(s, cfg))
         gan_loss = GANLoss(disc).to(dev)
     losses = CodecLosses(codec_cfg.sample_rate).to(dev)
+    spectrum = SemitoneSpectrum(codec_cfg.sample_rate, codec_cfg.hop).to(dev)
+    restarter = CodeRestarter(codec_cfg.n_codebooks, codec_cfg.codebook_size) if cfg.code_restart else None
     sampler = ExcerptSampler(data_root, "train", codec_cfg.sample_rate,
                              int(round(cfg.excerpt_seconds * codec_cfg.sample_rate / codec_cfg.hop)) * codec_cfg.hop,
                              mix_fraction=cfg.mix_fraction)
@@ -238,6 +322,8 @@ def train_codec(
             disc_sched.load_state_dict(st["disc_scheduler"])
         set_rng_state(st["rng"])
         step, wall = int(st["step"]), float(st["wall_seconds"])
+        if restarter is not None and "code_usage" in st:
+            restarter.usage = st["code_usage"]
 
     def save() -> None:
         if state_path is None:
@@ -251,16 +337,18 @@ def train_codec(
         }
         if disc is not None:
             st.update(disc=disc.state_dict(), disc_optimizer=disc_opt.state_dict(), disc_scheduler=disc_sched.state_dict())
+        if restarter is not None:
+            st["code_usage"] = restarter.usage
         save_training_state(state_path, st)
 
     fields = ["step", "wall_seconds", "lr", "total", "mel", "stft", "waveform", "commitment", "codebook",
-              "adversarial", "feature", "discriminator", "grad_norm"]
+              "semitone", "pitch_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm"]
     if log_path is not None and not log_path.exists():
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
 
-    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16 and bf16_supported(dev))
     model.train()
     last: dict[str, float] = {}
     last_save = time.perf_counter()
@@ -279,6 +367,11 @@ def train_codec(
         w_wave = cfg.waveform_weight * max(0.0, 1.0 - step / max(cfg.waveform_steps, 1))
         total = (cfg.mel_weight * terms["mel"] + cfg.stft_weight * terms["stft"] + w_wave * terms["waveform"]
                  + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook)
+        if cfg.semitone_weight > 0 or cfg.pitch_head_weight > 0:
+            terms.update(pitch_losses(spectrum, y, x, out.get("pitch_logits")))
+            total = total + cfg.semitone_weight * terms["semitone"]
+            if "pitch_head" in terms:
+                total = total + cfg.pitch_head_weight * terms["pitch_head"]
         if disc is not None:
             d_loss = gan_loss.discriminator_loss(losses.signal(y.detach()), losses.signal(x))
             disc_opt.zero_grad(set_to_none=True)
@@ -296,6 +389,9 @@ def train_codec(
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
+        if restarter is not None:
+            terms["restarted"] = torch.tensor(float(restarter.update(model.quantizer, out["codes"],
+                                                                      out["level_latents"], step)))
         step += 1
         wall += time.perf_counter() - t0
         last = {k: float(v.detach()) for k, v in terms.items()}
@@ -315,17 +411,17 @@ def train_codec(
     return TrainResult(model=model, step=step, wall_seconds=wall, last=last, state_path=state_path)
 
 
-def model_from_state(state_path: str | Path) -> tuple[CausalDAC, dict]:
+def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
     """Rebuild the model from a training state; returns it (eval mode) and the state's metadata."""
     from streamlib.config import config_from_dict
 
     st = load_training_state(state_path)
-    model = CausalDAC(config_from_dict(CodecConfig, st["codec_config"]))
+    model = build_codec_model(config_from_dict(CodecConfig, st["codec_config"]))
     model.load_state_dict(st["model"])
     model.eval()
     meta = {k: st[k] for k in ("step", "wall_seconds", "codec_config", "train_config", "hardware", "extra")}
     return model, meta
 
 
-__all__ = ["CodecTrainConfig", "ExcerptSampler", "CodecLosses", "lr_factor", "train_codec", "model_from_state",
-           "TrainResult"]
+__all__ = ["CodecTrainConfig", "CodeRestarter", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum", "lr_factor", "model_from_state",
+           "pitch_losses", "train_codec", "TrainResult"]

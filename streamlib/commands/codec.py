@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from streamlib.cli import number
 
@@ -20,7 +21,6 @@ def _train(args: argparse.Namespace) -> int:
     import json
     import shlex
     import sys
-    from pathlib import Path
 
     import torch
 
@@ -30,8 +30,8 @@ def _train(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)
     torch.set_num_threads(args.threads)
-    codec_cfg = get_preset(args.preset).codec
-    base = CodecTrainConfig(gan=args.preset == "paper")
+    codec_cfg = _with_options(get_preset(args.preset).codec, args.codec_option, "--codec-option")
+    base = _with_options(CodecTrainConfig(gan=args.preset == "paper"), args.train_option, "--train-option")
     overrides = {k: v for k, v in {
         "steps": args.steps, "batch_size": args.batch_size, "excerpt_seconds": args.excerpt_seconds, "lr": args.lr,
         "warmup_steps": args.warmup_steps, "gan": args.gan, "bf16": args.bf16, "seed": args.seed,
@@ -62,6 +62,27 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_options(config, options: list[str] | None, flag: str):
+    """``config`` with ``KEY=VALUE`` overrides (VALUE read as JSON when it parses, else as text)."""
+    import dataclasses
+    import json
+
+    from streamlib.config import ConfigError
+
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for option in options or []:
+        key, sep, raw = option.partition("=")
+        if not sep or key not in fields:
+            raise ConfigError(f"{flag} {option!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        changes[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(config, **changes)
+
+
 def _export(args: argparse.Namespace) -> int:
     import json
 
@@ -89,9 +110,36 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pitch(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from streamlib.codec import CausalCodec, load_codec
+    from streamlib.codec.pitch_eval import load_excerpts, pitch_fidelity
+    from streamlib.paths import check_output_file
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    torch.set_num_threads(args.threads)
+    if args.state:
+        from streamlib.codec.train import model_from_state
+
+        model, _ = model_from_state(args.state)
+        codec = CausalCodec(model.cfg, model)
+    else:
+        codec = load_codec(args.checkpoint)
+    report = pitch_fidelity(codec, load_excerpts(args.data, max_tracks=args.max_tracks), levels=tuple(args.levels))
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("codec", help="train, export and evaluate the causal codec (chapter 3)")
-    what = p.add_subparsers(dest="codec_command", metavar="{train,export,eval}", required=True)
+    what = p.add_subparsers(dest="codec_command", metavar="{train,export,eval,pitch}", required=True)
 
     t = what.add_parser("train", help="train or resume a codec (checkpoints atomically, logs a CSV)")
     t.add_argument("--preset", default="book", help="codec preset: book (CPU), paper (GPU, GAN on), debug")
@@ -110,6 +158,10 @@ def register(sub) -> None:
     t.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes of this sitting")
     t.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (the machine is shared: 1)")
     t.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
+    t.add_argument("--codec-option", action="append", metavar="KEY=VALUE",
+                   help="override a field of the preset's CodecConfig, e.g. arch=spectral (repeatable)")
+    t.add_argument("--train-option", action="append", metavar="KEY=VALUE",
+                   help="override a field of CodecTrainConfig, e.g. semitone_weight=5 (repeatable)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
     t.add_argument("--resume-from", help="a saved training state to continue (copied into --out if it has none), "
                                          "e.g. checkpoints/codec/book.train_state.pt")
@@ -130,3 +182,16 @@ def register(sub) -> None:
     v.add_argument("--data", default="data/synth")
     v.add_argument("--max-tracks", type=int, default=24)
     v.set_defaults(func=_eval)
+
+    h = what.add_parser("pitch", help="does the codec keep the notes? chroma similarity and probes of its tokens")
+    src = h.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="a codec .safetensors (default: the shipped codec)")
+    src.add_argument("--state", help="a training state (train_state.pt) instead, e.g. of a running experiment")
+    h.add_argument("--data", default="data/synth-heldout",
+                   help="a synthesised set not used in training (python -m streamlib data synth --tracks 24 "
+                        "--seed 7 --out data/synth-heldout)")
+    h.add_argument("--max-tracks", type=number(int, minimum=4), default=24)
+    h.add_argument("--levels", type=number(int, minimum=1), nargs="+", default=[4], help="RVQ levels to measure")
+    h.add_argument("--threads", type=number(int, minimum=1), default=1)
+    h.add_argument("--json", help="also write the report to this file")
+    h.set_defaults(func=_pitch)

@@ -230,7 +230,6 @@ def synthesize(out: str | Path, recipe: Recipe = BOOK_RECIPE, progress: bool = T
     Finished tracks are skipped, so an interrupted run resumes where it stopped. A file lock
     (``out/.lock``) makes concurrent callers wait for each other instead of colliding.
     """
-    from tqdm.auto import tqdm
 
     if recipe.tracks < 1:
         raise ValueError(f"--tracks must be at least 1, got {recipe.tracks}")

@@ -1,0 +1,209 @@
+"""A causal codec whose networks run at the 50 Hz frame rate: STFT in, STFT out (the book preset).
+
+Chapter 3 ("Causal codec tokenisation") teaches it next to the waveform DAC (``model.py``, the
+paper preset). Why a second design: on a 2-core CPU a waveform codec spends its compute at 16,000
+samples a second and, in the hours the book can afford, learnt rhythm but not pitch (chapter 3
+shows its reconstructions). Here every network runs on frames (50 a second), so a training step is
+cheap, and the input is a long-window spectrum in which notes are resolved.
+
+* **Encoder.** Frame ``n`` is the log-magnitude of two windows that both *end* at the last sample of
+  the frame, ``(n + 1) * hop``: a long one (``analysis_fft`` samples, 128 ms at 16 kHz: 7.8 Hz bins,
+  enough to tell a bass note from its neighbour) and a short one (``2 * hop``: onsets). A linear
+  layer, then causal ConvNeXt-style blocks over frames (depth-wise kernel 3, dilations 1, 2, 4, ...),
+  then the latent, layer-normalised over channels (without it the latents, and with them the
+  commitment loss, grew without bound in the first hundred steps). Codes of frame ``n`` depend on
+  samples ``< (n + 1) * hop`` only.
+* **Quantiser.** descript-audio-codec's ``ResidualVectorQuantize`` (factorised, l2-normalised codes),
+  exactly as in the waveform codec; ``level_latents`` exposes each level's contribution so the
+  first level can be taught pitch (``pitch_head``: it predicts the frame's semitone spectrum).
+* **Decoder.** Causal blocks over frames, then per frame a complex spectrum of ``2 * hop`` samples
+  (log-magnitude and phase, as in Vocos), inverse FFT, a periodic Hann window, overlap-add. Frame
+  ``n``'s window starts at the first sample of frame ``n`` and reaches one hop into frame ``n + 1``:
+  the audio of frame ``n`` is frame ``n``'s first half plus frame ``n - 1``'s second half, so
+  decoded audio up to ``(n + 1) * hop`` depends on codes ``<= n`` only. No lookahead: the tail that
+  reaches into the next frame is state, like a convolution's left context.
+
+Streaming keeps every state explicit (``State`` lists in and out); ``step`` over any chunking
+performs the arithmetic of the batch pass, so streamed codes equal batch codes and streamed audio
+equals batch audio to float tolerance (tests/test_codec.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from streamlib.codec.model import RVQCodec
+from streamlib.config import CodecConfig
+
+State = list[Tensor]
+LOG_FLOOR = 1e-5
+
+
+class FrameConv(nn.Module):
+    """Causal depth-wise convolution over frames (kernel ``k``, dilation ``d``: ``(k-1)d`` frames of context)."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, groups=channels)
+        self.context = (kernel - 1) * dilation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(nn.functional.pad(x, (self.context, 0)))
+
+    def init_state(self, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0], self.conv.in_channels, self.context)
+
+    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        buf = torch.cat([state, x], dim=-1)
+        return self.conv(buf), buf[..., buf.shape[-1] - self.context:]
+
+
+class Block(nn.Module):
+    """ConvNeXt-style residual block over frames: causal depth-wise conv, norm, 1x1 expand, GELU, 1x1."""
+
+    def __init__(self, channels: int, dilation: int, expansion: int = 3):
+        super().__init__()
+        self.dw = FrameConv(channels, 3, dilation)
+        self.norm = nn.LayerNorm(channels)
+        self.up = nn.Linear(channels, expansion * channels)
+        self.down = nn.Linear(expansion * channels, channels)
+        self.scale = nn.Parameter(torch.full((channels,), 0.1))
+
+    def _mix(self, h: Tensor) -> Tensor:
+        h = self.down(nn.functional.gelu(self.up(self.norm(h.transpose(1, 2)))))
+        return (h * self.scale).transpose(1, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self._mix(self.dw(x))
+
+    def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, state = self.dw.step(x, state)
+        return x + self._mix(h), state
+
+
+class FrameStack(nn.Module):
+    """``cin`` -> ``width`` (1x1) -> blocks -> ``cout`` (1x1), all at the frame rate."""
+
+    def __init__(self, cin: int, width: int, cout: int, n_blocks: int):
+        super().__init__()
+        self.inp = nn.Conv1d(cin, width, 1)
+        self.blocks = nn.ModuleList(Block(width, 2 ** (i % 3)) for i in range(n_blocks))
+        self.out = nn.Conv1d(width, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.inp(x)
+        for b in self.blocks:
+            h = b(h)
+        return self.out(h)
+
+    def init_state(self, x: Tensor) -> State:
+        h = x.new_zeros(x.shape[0], self.inp.out_channels, 0)
+        return [b.dw.init_state(h) for b in self.blocks]
+
+    def step(self, x: Tensor, states: State) -> tuple[Tensor, State]:
+        h = self.inp(x)
+        out = []
+        for b, s in zip(self.blocks, states):
+            h, s = b.step(h, s)
+            out.append(s)
+        return self.out(h), out
+
+
+class SpectralEncoder(nn.Module):
+    """Audio ``[B, 1, N]`` (N a multiple of the hop) -> latents ``[B, D, N / hop]``, causally."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.hop, self.long, self.short = cfg.hop, cfg.analysis_fft, 2 * cfg.hop
+        self.register_buffer("long_window", torch.hann_window(self.long), persistent=False)
+        self.register_buffer("short_window", torch.hann_window(self.short), persistent=False)
+        n_in = self.long // 2 + 1 + self.short // 2 + 1
+        self.net = FrameStack(n_in, cfg.width, cfg.latent_dim, cfg.encoder_blocks)
+        self.norm = nn.LayerNorm(cfg.latent_dim)
+
+    def _latent(self, h: Tensor) -> Tensor:
+        return self.norm(h.transpose(1, 2)).transpose(1, 2)
+
+    def features(self, frames: Tensor) -> Tensor:
+        """Windows ``[B, T, long]`` ending at each frame's last sample -> log magnitudes ``[B, F, T]``."""
+        long = torch.fft.rfft(frames * self.long_window).abs()
+        short = torch.fft.rfft(frames[..., -self.short:] * self.short_window).abs()
+        return torch.log(torch.cat([long, short], dim=-1) + LOG_FLOOR).transpose(1, 2)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        x = nn.functional.pad(audio[:, 0], (self.long - self.hop, 0))
+        return self._latent(self.net(self.features(x.unfold(-1, self.long, self.hop))))
+
+    def init_state(self, audio: Tensor) -> State:
+        b = audio.shape[0]
+        return [audio.new_zeros(b, self.long - self.hop)] + self.net.init_state(audio.new_zeros(b, 1, 0))
+
+    def step(self, audio: Tensor, states: State) -> tuple[Tensor, State]:
+        buf = torch.cat([states[0], audio[:, 0]], dim=-1)
+        n = (buf.shape[-1] - (self.long - self.hop)) // self.hop
+        if n <= 0:
+            return audio.new_zeros(audio.shape[0], self.net.out.out_channels, 0), [buf] + states[1:]
+        frames = buf[:, : (n - 1) * self.hop + self.long].unfold(-1, self.long, self.hop)
+        z, net_states = self.net.step(self.features(frames), states[1:])
+        return self._latent(z), [buf[:, n * self.hop:]] + net_states
+
+
+class SpectralDecoder(nn.Module):
+    """Latents ``[B, D, T]`` -> audio ``[B, 1, T * hop]``: per-frame spectra, inverse FFT, overlap-add."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.hop = cfg.hop
+        self.n_fft = 2 * cfg.hop
+        self.bins = self.n_fft // 2 + 1
+        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
+        self.net = FrameStack(cfg.latent_dim, cfg.width, 2 * self.bins, cfg.decoder_blocks)
+
+    def frames(self, spec: Tensor) -> Tensor:
+        """Head output ``[B, 2F, T]`` -> windowed frames ``[B, T, 2 * hop]``."""
+        log_mag, phase = spec.float().transpose(1, 2).chunk(2, dim=-1)
+        mag = torch.exp(log_mag.clamp(max=6.0))
+        frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft)
+        return frames * self.window
+
+    def forward(self, z: Tensor) -> Tensor:
+        f = self.frames(self.net(z))
+        tail = nn.functional.pad(f[:, :-1, self.hop:], (0, 0, 1, 0))  # frame n-1's second half
+        return (f[:, :, : self.hop] + tail).reshape(z.shape[0], 1, -1)
+
+    def init_state(self, z: Tensor) -> State:
+        return [z.new_zeros(z.shape[0], self.hop)] + self.net.init_state(z)
+
+    def step(self, z: Tensor, states: State) -> tuple[Tensor, State]:
+        spec, net_states = self.net.step(z, states[1:])
+        f = self.frames(spec)
+        tail = torch.cat([states[0][:, None], f[:, :-1, self.hop:]], dim=1)
+        audio = (f[:, :, : self.hop] + tail).reshape(z.shape[0], 1, -1)
+        return audio, [f[:, -1, self.hop:]] + net_states
+
+
+class SpectralCodec(RVQCodec):
+    """Spectral encoder, dac's RVQ, spectral decoder; optional pitch head on the first level."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SpectralEncoder(cfg)
+        self.quantizer = self._quantizer(cfg)
+        self.decoder = SpectralDecoder(cfg)
+        self.pitch_head = nn.Conv1d(cfg.latent_dim, cfg.pitch_bins, 1) if cfg.pitch_bins else None
+
+    def forward(self, audio: Tensor, n_quantizers: int | None = None) -> dict[str, Tensor]:
+        out = super().forward(audio, n_quantizers)
+        if self.pitch_head is not None:  # level 0 alone (straight-through to the encoder) predicts the notes
+            with torch.autocast(device_type=audio.device.type, enabled=False):
+                z_q0 = self.quantizer.quantizers[0](out["latents"].float())[0]
+            out["pitch_logits"] = self.pitch_head(z_q0)
+        return out
+
+    def encoder_state(self, batch: int = 1) -> State:
+        return self.encoder.init_state(next(self.parameters()).new_zeros(batch, 1, 0))
+
+    def decoder_state(self, batch: int = 1) -> State:
+        return self.decoder.init_state(next(self.parameters()).new_zeros(batch, self.cfg.latent_dim, 0))
