@@ -3,27 +3,17 @@ and each pitched stem of a synthesised song agrees with its own MIDI (chapter 2)
 
 import numpy as np
 import pytest
-import soundfile as sf
-import yaml
 
-from streamlib.data.compose import PROGRAM_POOLS, UNPITCHED_ROLES, pitched_programs
 from streamlib.data.render import render_notes
 from streamlib.data.synth import Recipe, synthesize
-from streamlib.pitch import cents_off, dominant_class_agreement, midi_pitch_classes
+from streamlib.data.tuning import program_cents, render_test_note, stem_agreement
+from streamlib.pitch import cents_off
 
 SR = 16_000
-BASS_PROGRAMS = {p for _, family in PROGRAM_POOLS["bass"] for p in family}
-
-
-def _note(program: int, pitch: int) -> np.ndarray:
-    return render_notes([(0.05, 1.05, pitch, 100)], program, False, SR, int(1.2 * SR))[int(0.15 * SR): SR]
 
 
 def test_every_pitched_program_is_within_20_cents():
-    off = {}
-    for program in pitched_programs():
-        pitch = 45 if program in BASS_PROGRAMS else 57  # A2 for bass patches, A3 for the rest
-        off[program] = cents_off(_note(program, pitch), pitch, SR)
+    off = program_cents()
     bad = {p: round(c, 1) for p, c in off.items() if abs(c) > 20}
     assert not bad, f"programs out of tune (cents): {bad}"
     assert len(off) >= 90
@@ -31,7 +21,7 @@ def test_every_pitched_program_is_within_20_cents():
 
 def test_cents_off_detects_a_semitone():
     """The measurement can fail: a note rendered a semitone above the one asked for is ~100 cents off."""
-    assert abs(cents_off(_note(0, 58), 57, SR) - 100) < 20
+    assert abs(cents_off(render_test_note(0, 58), 57, SR) - 100) < 20
 
 
 def test_rendering_is_deterministic_and_exact_length():
@@ -43,22 +33,15 @@ def test_rendering_is_deterministic_and_exact_length():
 
 
 @pytest.fixture(scope="module")
-def song(tmp_path_factory):
+def songs(tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned")
     synthesize(out, Recipe(tracks=2, seed=11, min_seconds=20.0, max_seconds=30.0), progress=False)
     return sorted(out.glob("train/Track*"))
 
 
-def test_pitched_stems_agree_with_their_midi(song):
-    scores = {}
-    for track in song:
-        meta = yaml.safe_load((track / "metadata.yaml").read_text())
-        for name, info in meta["stems"].items():
-            if info["part"] in UNPITCHED_ROLES:
-                continue
-            audio, sr = sf.read(str(track / "stems" / f"{name}.flac"), dtype="float32")
-            classes = midi_pitch_classes(track / "MIDI" / f"{name}.mid", int(np.ceil(len(audio) / (sr // 50))))
-            scores[f"{track.name}/{name} {info['part']}"] = dominant_class_agreement(audio, classes, sr)
+def test_pitched_stems_agree_with_their_midi(songs):
+    rows = [r for track in songs for r in stem_agreement(track)]
+    scores = {f"{r['stem']} {r['part']} {r['program']}": r["agreement"] for r in rows}
     assert len(scores) >= 4
     # in tune: ~0.9 on average (a distorted guitar's strong fifth can lead in a third of its frames);
     # the out-of-tune renderer this replaced scored ~0.3 on average and 0.0 on many stems
