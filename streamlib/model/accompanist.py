@@ -105,8 +105,16 @@ class Accompanist(nn.Module):
             raise CheckpointError("this accompanist was trained on another codec's tokens "
                                   "(its frozen input codebooks differ from the codec given)")
 
-    def generator(self, category: int, temperature: float = 1.0, top_k: int = 200) -> "Generator":
-        """A ``Generator`` for one stream (batch 1) playing ``category``."""
+    def generator(self, category: int, temperature: float = 1.0, top_k: int = 200, *, fast: bool = False,
+                  **fast_options) -> "Generator":
+        """A ``Generator`` for one stream (batch 1) playing ``category``; ``fast=True``: the same API on
+        the fast path of chapter 8 (``streamlib.model.fast.FastGenerator``, which takes ``fast_options``)."""
+        if fast:
+            from streamlib.model.fast import FastGenerator
+
+            return FastGenerator(self, category, temperature=temperature, top_k=top_k, **fast_options)
+        if fast_options:
+            raise ConfigError(f"options {sorted(fast_options)} apply to the fast path only (fast=True)")
         return Generator(self, category, temperature=temperature, top_k=top_k)
 
 
@@ -133,6 +141,26 @@ def token_loss(logits: Tensor, targets: Tensor, mask: Tensor, per_window: bool =
     return (ce * mask).sum(), mask.sum()
 
 
+def check_sampling(temperature: float, top_k: int) -> None:
+    """Raise ``ConfigError`` unless ``temperature > 0`` and ``top_k >= 1``."""
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
+
+
+def override_tokens(token: Tensor, step: int, bos: int, forced: Tensor) -> Tensor:
+    """Delay step ``step``'s tokens ``[n_q]`` with BOS at levels before their first frame and the
+    teacher-forced codes ``forced [n_q, F]`` (``feed_output``) where they cover the frame."""
+    frames = step - 1 - torch.arange(token.shape[0], device=token.device)
+    token = torch.where(frames < 0, torch.full_like(token, bos), token)
+    covered = (frames >= 0) & (frames < forced.shape[1])
+    if covered.any():
+        lv = covered.nonzero()[:, 0]
+        token[lv] = forced[lv, frames[lv]] + CODE_OFFSET
+    return token
+
+
 class Generator:
     """Incremental decoding with a KV cache, driven by the streaming engine (chapter 8).
 
@@ -149,10 +177,7 @@ class Generator:
     """
 
     def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200):
-        if temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
-        if top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        check_sampling(temperature, top_k)
         self.acc, self.temperature, self.top_k = acc, float(temperature), int(top_k)
         self.n_q = acc.cfg.n_q
         self.device = acc.input_tables.device
@@ -215,13 +240,7 @@ class Generator:
         top, idx = probs_in.topk(k, dim=-1)
         choice = torch.multinomial(F.softmax(top, dim=-1), 1)[:, 0]
         token = idx.gather(-1, choice[:, None])[:, 0] + CODE_OFFSET
-        frames = step - 1 - torch.arange(self.n_q, device=self.device)
-        token = torch.where(frames < 0, torch.full_like(token, self.bos), token)
-        forced = (frames >= 0) & (frames < self.forced.shape[1])
-        if forced.any():
-            lv = forced.nonzero()[:, 0]
-            token[lv] = self.forced[lv, frames[lv]] + CODE_OFFSET
-        return token
+        return override_tokens(token, step, self.bos, self.forced)
 
     @torch.inference_mode()
     def generate(self, k: int) -> Tensor:
@@ -282,4 +301,5 @@ def latency_steps(acc: Accompanist) -> int:
     return added_latency_frames(acc.cfg.n_q)
 
 
-__all__ = ["Accompanist", "Generator", "latency_steps", "load_accompanist", "masked_loss", "save_accompanist", "token_loss"]
+__all__ = ["Accompanist", "Generator", "check_sampling", "latency_steps", "load_accompanist", "masked_loss",
+           "override_tokens", "save_accompanist", "token_loss"]

@@ -1,0 +1,379 @@
+"""The fast decode path (chapter 8, "The fast path"): one position per call on a static KV cache,
+weights folded once, compiled before the clock starts, behind the ``Generator`` API.
+
+The plain ``Generator`` (``accompanist.py``) runs the training model for every position: small tensor
+allocations, a KV cache grown by ``torch.cat``, delay-pattern bookkeeping and sampling in Python, a few
+hundred ATen ops per step. At the book size (4 x 256) a step costs per-op overhead, not arithmetic.
+Here the same computation is arranged for a stream:
+
+* ``StaticCache``: keys and values of every layer, preallocated as a ring of ``window`` slots: position
+  p lives in slot ``p % window``. Keys are stored rotated (rotary positions) and attention does not
+  depend on the order of its keys, so the ring is exactly the plain cache's sliding window: a query at
+  p attends to itself and to every slot holding a position below p -- the ``window`` positions before
+  it (its own keys are stored after the step, over the one that just left the window). ``truncate``
+  (the k > 1 re-feed) only moves a counter: slots holding positions >= p are masked out until re-fed,
+  and every position the plain cache would have dropped has been overwritten.
+* ``FastDecoder``: the weights folded once -- the ``n_q`` input codebooks and the ``n_q`` output
+  embeddings each stacked into one table (one gather instead of four), the blocks' fused qkv and
+  gate-up matrices used as they are -- and ``forward``, one position end to end: gated input fusion
+  (Eq. 3), the blocks, the heads and top-k sampling by the Gumbel-max trick (noise drawn in blocks
+  ahead of time), so the whole step is one graph.
+* ``torch.compile`` (inductor, weights frozen into the graph): ``FastGenerator.warm_up`` compiles and
+  runs it before the clock starts; if compiling fails, the same ``forward`` runs eagerly, with a note.
+* ``FastGenerator``: the ``Generator`` API over preallocated buffers; per position it picks rows.
+
+Weights are a snapshot taken when the decoder is built (``fast_decoder`` keeps one per model and
+dtype): re-build after changing them. bf16 weights are used only where ``bf16_supported`` says the CPU
+(or GPU) has native bf16; the default elsewhere is fp32.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamlib.model.accompanist import Accompanist, check_sampling, override_tokens
+from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token
+from streamlib.tokens.visibility import input_offset, output_offset
+
+NOISE_BLOCK = 256  # sampling noise is drawn for this many positions at a time
+MAX_COMPILED = 32  # models per process with a compiled step; more run eagerly (with a note)
+
+
+class StaticCache:
+    """Preallocated keys / values ``[layers, kv heads, window, head dim]`` used as a ring."""
+
+    def __init__(self, n_layers: int, n_kv: int, head_dim: int, window: int, dtype: torch.dtype,
+                 device: torch.device):
+        self.window = int(window)
+        self.keys = torch.zeros(n_layers, n_kv, self.window, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.slot_pos = torch.full((self.window,), -1, dtype=torch.long, device=device)  # position held, -1: none
+        self.next_position = 0
+        self.dropped = 0  # positions below this have slid out of the window
+
+    def truncate(self, n_positions: int) -> None:
+        """Forget every position from ``n_positions`` on (as ``KVCache.truncate``)."""
+        if not self.dropped <= n_positions <= self.next_position:
+            raise ValueError(f"cannot truncate to position {n_positions}: cache holds "
+                             f"{self.dropped}..{self.next_position - 1}")
+        self.next_position = n_positions
+
+
+class FastDecoder(nn.Module):
+    """An ``Accompanist``'s weights folded for one-position decoding (see the module docstring)."""
+
+    def __init__(self, acc: Accompanist, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        cfg = acc.cfg
+        self.n_q, self.size = cfg.n_q, acc.codebook_size
+        self.n_heads, self.n_kv = cfg.n_heads, cfg.n_kv_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.n_layers, self.window, self.dtype = cfg.n_layers, cfg.max_frames, dtype
+
+        def keep(t: Tensor) -> Tensor:
+            return t.detach().to(dtype).clone()
+
+        tables = acc.input_tables  # [n_q, size, latent], one table with per-level offsets
+        self.register_buffer("in_table", keep(tables.reshape(-1, tables.shape[-1])))
+        self.register_buffer("in_offsets", torch.arange(self.n_q) * tables.shape[1])
+        vocab = acc.out_embed[0].num_embeddings
+        self.register_buffer("out_table", keep(torch.cat([e.weight for e in acc.out_embed])))
+        self.register_buffer("out_offsets", torch.arange(self.n_q) * vocab)
+        self.in_norm, self.in_proj = acc.in_norm, acc.in_proj
+        self.in_out_norm, self.out_norm = acc.in_out_norm, acc.out_norm
+        self.register_buffer("input_pad", keep(acc.input_pad))
+        self.register_buffer("gate", keep(acc.gate))
+        self.blocks = acc.backbone.blocks
+        self.norm, self.heads = acc.backbone.norm, acc.heads
+        self.to(dtype)
+        d = self.head_dim  # rotary angles in fp32, as ``transformer.rotary``
+        self.register_buffer("inv_freq", 10_000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d))
+
+    @classmethod
+    def build(cls, acc: Accompanist, dtype: torch.dtype) -> "FastDecoder":
+        """A decoder over a deep copy of ``acc``'s modules (the accompanist itself is untouched)."""
+        import copy
+
+        return cls(copy.deepcopy(acc).eval(), dtype)
+
+    def new_cache(self) -> StaticCache:
+        return StaticCache(self.n_layers, self.n_kv, self.head_dim, self.window, self.dtype,
+                           self.in_table.device)
+
+    def logits(self, in_codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
+               keys: Tensor, values: Tensor, slot_pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One position: its code logits ``[n_q, size]`` (fp32) and its keys and values
+        ``[layers, kv heads, head dim]`` for the cache (the caller stores them: the graph stays pure).
+
+        ``in_codes`` / ``tokens``: ``[n_q]`` input codes and output tokens; ``pad`` / ``keep``: 0-d flags
+        (``Accompanist.embed``); ``pos``: its position; it attends to itself and to the slots holding a
+        position below it (``slot_pos``: the position in each slot, -1 for none).
+        """
+        e_x = self.in_table[in_codes + self.in_offsets].sum(0)
+        h = self.in_proj(self.in_norm(e_x))
+        h = torch.where(pad, self.input_pad, h)
+        h = self.in_out_norm(h) * keep.to(h.dtype)
+        e_y = self.out_table[tokens + self.out_offsets].sum(0)
+        x = h + self.gate * self.out_norm(e_y)
+
+        angles = pos.to(torch.float32) * self.inv_freq
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        cached = (slot_pos >= 0) & (slot_pos < pos)  # [slots]
+        hd, g = self.head_dim, self.n_heads // self.n_kv
+        new_keys, new_values = [], []
+        for i, block in enumerate(self.blocks):
+            attn = block.attn
+            q, k, v = attn.qkv(block.attn_norm(x)).split([self.n_heads * hd, self.n_kv * hd, self.n_kv * hd])
+            q = _rotate(attn.q_norm(q.view(self.n_heads, hd)), cos, sin).view(self.n_kv, g, hd) / math.sqrt(hd)
+            k = _rotate(attn.k_norm(k.view(self.n_kv, hd)), cos, sin)
+            v = v.view(self.n_kv, hd)
+            past = (q @ keys[i].transpose(1, 2)).masked_fill(~cached, float("-inf"))  # [kv, g, slots]
+            own = (q * k[:, None]).sum(-1, keepdim=True)  # [kv, g, 1]: the position itself
+            probs = torch.cat([past, own], dim=-1).softmax(-1)
+            y = probs[..., :-1] @ values[i] + probs[..., -1:] * v[:, None]
+            x = x + attn.out(y.reshape(-1))
+            gate, up = block.ffn.gate_up(block.ffn_norm(x)).chunk(2)
+            x = x + block.ffn.down(F.silu(gate) * up)
+            new_keys.append(k)
+            new_values.append(v)
+        return self.heads(self.norm(x)).view(self.n_q, self.size).float(), torch.stack(new_keys), torch.stack(new_values)
+
+    def forward(self, in_codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
+                keys: Tensor, values: Tensor, slot_pos: Tensor, inv_temperature: Tensor,
+                noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``logits``, then top-k sampling: the sampled next-step codes ``[n_q]`` (top ``noise.shape[-1]``
+        at ``1 / inv_temperature``) and the keys and values. ``noise``: uniform ``[n_q, top_k]``, made
+        Gumbel noise here (Gumbel-max: argmax of logits + Gumbel noise samples the softmax)."""
+        logits, k, v = self.logits(in_codes, pad, keep, tokens, pos, keys, values, slot_pos)
+        top, idx = (logits * inv_temperature).topk(noise.shape[-1], dim=-1)
+        choice = (top - torch.log(-torch.log(noise))).argmax(-1, keepdim=True)
+        return idx.gather(-1, choice)[:, 0], k, v
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary positions of ``x [heads, head dim]`` (half-split, as ``transformer.rotary``)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def fast_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the device has native bf16 (``bf16_supported``), else fp32."""
+    from streamlib.train import bf16_supported
+
+    return torch.bfloat16 if bf16_supported(device) else torch.float32
+
+
+_DECODERS: "weakref.WeakKeyDictionary[Accompanist, dict]" = weakref.WeakKeyDictionary()
+
+
+def fast_decoder(acc: Accompanist, dtype: torch.dtype | None = None) -> FastDecoder:
+    """The ``FastDecoder`` of ``acc`` in ``dtype`` (default ``fast_dtype``), built once per model and dtype."""
+    dtype = dtype or fast_dtype(acc.input_tables.device)
+    built = _DECODERS.setdefault(acc, {})
+    if dtype not in built:
+        built[dtype] = FastDecoder.build(acc, dtype)
+    return built[dtype]
+
+
+_COMPILED: "weakref.WeakKeyDictionary[FastDecoder, Callable[..., tuple[Tensor, Tensor, Tensor]]]" = weakref.WeakKeyDictionary()
+
+
+_READY: "weakref.WeakSet[FastDecoder]" = weakref.WeakSet()  # decoders whose compiled step has run
+
+
+def compiled_step(decoder: FastDecoder) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
+    """``torch.compile`` of ``decoder``, built once per decoder. Compiling happens at its first call, which
+    ``FastGenerator.warm_up`` makes under inductor's ``freezing`` (weights become constants of the graph,
+    linear layers get pre-packed kernels: ~2x faster than unfrozen at the book size on one core)."""
+    if decoder not in _COMPILED:
+        _COMPILED[decoder] = torch.compile(decoder, fullgraph=True, dynamic=False)
+    return _COMPILED[decoder]
+
+
+class FastGenerator:
+    """The ``Generator`` API (chapter 8) on the fast path; the same delay-pattern steps and visibility.
+
+    ``compile``: run the step through ``torch.compile`` (after ``warm_up``; a failure falls back to the
+    eager step and calls ``notify`` with the reason). ``dtype``: the weights' (default ``fast_dtype``).
+    Sampling draws its noise with torch's global generator (``torch.manual_seed`` makes it repeatable),
+    by another method than the plain generator's, so the two sample different codes from one seed.
+    Every tensor the step sees is made in inference mode (a tensor made outside it would not match the
+    compiled graph's guards and would compile it again).
+    """
+
+    @torch.inference_mode()
+    def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200, *,
+                 compile: bool = True, dtype: torch.dtype | None = None,
+                 notify: Callable[[str], None] | None = None):
+        check_sampling(temperature, top_k)
+        self.decoder = fast_decoder(acc, dtype)
+        self.n_q, self.notify = acc.cfg.n_q, notify
+        self.top_k = min(int(top_k), acc.codebook_size)
+        self.temperature = float(temperature)
+        self.inv_temperature = torch.tensor(1.0 / temperature)
+        self.device = self.decoder.in_table.device
+        self.bos = instrument_token(int(category))
+        self.tf = None if acc.offline else acc.spec.tf
+        self.pad_after_input = acc.offline
+        self.inputs = torch.zeros(1024, self.n_q, dtype=torch.long, device=self.device)  # row = input frame
+        self.n_input = 0
+        self.steps = torch.full((1024, self.n_q), PAD, dtype=torch.long, device=self.device)  # row = step
+        self.steps[0] = self.bos
+        self.n_steps = 1
+        self.forced = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
+        self.n_output = 0
+        self.first_missing: int | None = None
+        self.cache = self.decoder.new_cache()
+        self.zero_row = torch.zeros(self.n_q, dtype=torch.long, device=self.device)
+        self.pad_row = torch.full((self.n_q,), PAD, dtype=torch.long, device=self.device)
+        # separate tensors for the two flags: passing one tensor as both would be another graph (aliasing)
+        self.pad_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
+        self.keep_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
+        self.levels = torch.arange(self.n_q, device=self.device)
+        self.noise = torch.empty(0)
+        self.noise_used = NOISE_BLOCK
+        self.step = compiled_step(self.decoder) if compile else self.decoder
+        self.compiled, self.warm = compile, False
+
+    # -------------------------------------------------------------- the Generator API
+    @torch.inference_mode()
+    def feed_input(self, codes: Tensor) -> None:
+        if codes.dim() != 2 or codes.shape[0] < self.n_q:
+            raise ValueError(f"input codes must be [>= {self.n_q}, n], got {tuple(codes.shape)}")
+        n = codes.shape[1]
+        self.inputs = _room(self.inputs, self.n_input + n)
+        self.inputs[self.n_input : self.n_input + n] = codes[: self.n_q].T
+        self.n_input += n
+
+    @torch.inference_mode()
+    def feed_output(self, codes: Tensor) -> None:
+        """Teacher-force the next output frames (before any ``generate`` that would cover them)."""
+        if codes.dim() != 2 or codes.shape[0] != self.n_q:
+            raise ValueError(f"output codes must be [{self.n_q}, n], got {tuple(codes.shape)}")
+        self.forced = torch.cat([self.forced, codes.to(self.device, torch.long)], dim=1)
+        self.n_output = int(self.forced.shape[1])
+
+    @torch.inference_mode()
+    def generate(self, k: int) -> Tensor:
+        """The next ``k`` output frames ``[n_q, k]`` (codes), complete at every level."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not self.warm:
+            self.warm_up()
+        in_off, out_off = self._offsets()
+        if self.first_missing is not None and self.first_missing - in_off < self.n_input:
+            self.cache.truncate(self.first_missing)  # its input has arrived: re-feed with it
+            self.first_missing = None
+        last_step = self.n_output + k - 1 + self.n_q
+        self.steps = _room(self.steps, last_step + 1)
+        while self.n_steps <= last_step:
+            s = self.n_steps
+            for position in range(self.cache.next_position, s + out_off):
+                codes = self._feed(position, in_off, out_off)
+            token = codes + CODE_OFFSET
+            self.steps[s] = override_tokens(token, s, self.bos, self.forced) if s < self.n_q + self.forced.shape[1] else token
+            self.n_steps += 1
+        f0 = self.n_output
+        rows = torch.arange(f0, f0 + k, device=self.device)[:, None] + 1 + self.levels
+        out = self.steps.gather(0, rows).T - CODE_OFFSET
+        self.n_output += k
+        return out
+
+    @torch.inference_mode()
+    def warm_up(self) -> float:
+        """Compile (if asked) and run the step three times; seconds taken. The engine calls it before
+        its clock starts; ``generate`` calls it if nobody did. Up to ``MAX_COMPILED`` models per
+        process get a compiled step (each its own graph: the weights are constants in it)."""
+        import logging
+        import time
+
+        import torch._dynamo.config as dynamo_config
+        import torch._inductor.config as inductor_config
+
+        start = time.perf_counter()
+        if self.compiled and self.decoder not in _READY and self.notify:
+            self.notify("compiling the fast decode step (once per model and process; --no-compile skips it)")
+        quiet = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found" on CPU machines
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with inductor_config.patch(freezing=True), dynamo_config.patch(recompile_limit=MAX_COMPILED):
+                for position in range(3):  # compile, then two calls that must not recompile
+                    self._call(self.inputs[0], self.pad_flags[position == 0], self.keep_flags[True], self.pad_row,
+                               position, self.cache)
+        finally:
+            quiet.setLevel(level)
+        if self.compiled:
+            _READY.add(self.decoder)
+        self.cache.slot_pos.fill_(-1)  # forget the warm-up positions
+        self.warm = True
+        return time.perf_counter() - start
+
+    # -------------------------------------------------------------- internals
+    def _offsets(self) -> tuple[int, int]:
+        if self.tf is None:  # offline prefix decoder: the whole input, then the output (tf = T + 1)
+            self.tf = self.n_input + 1
+        return input_offset(self.tf), output_offset(self.tf)
+
+    def _feed(self, position: int, in_off: int, out_off: int) -> Tensor:
+        """Run one position through the step; its sampled codes ``[n_q]``."""
+        frame = position - in_off
+        if 0 <= frame < self.n_input:
+            codes, pad, keep = self.inputs[frame], False, True
+        elif frame < 0 or self.pad_after_input:
+            codes, pad, keep = self.zero_row, True, True
+        else:  # its input has not arrived (a k > 1 chunk): re-fed once it has
+            codes, pad, keep = self.zero_row, False, False
+            if self.first_missing is None:
+                self.first_missing = position
+        step = position - out_off
+        tokens = self.steps[step] if step >= 0 else self.pad_row
+        out = self._call(codes, self.pad_flags[pad], self.keep_flags[keep], tokens, position, self.cache)
+        self.cache.next_position = position + 1
+        self.cache.dropped = max(self.cache.dropped, position + 1 - self.cache.window)
+        return out
+
+    def _call(self, codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, position: int,
+              cache: StaticCache) -> Tensor:
+        if self.noise_used == NOISE_BLOCK:
+            self.noise = torch.rand(NOISE_BLOCK, self.n_q, self.top_k, device=self.device)
+            self.noise_used = 0
+        noise = self.noise[self.noise_used]
+        self.noise_used += 1
+        args = (codes, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values, cache.slot_pos,
+                self.inv_temperature, noise)
+        try:
+            out, k, v = self.step(*args)
+        except Exception as error:  # any compiler failure: the same step, eagerly
+            if self.step is self.decoder:
+                raise
+            self.step, self.compiled = self.decoder, False
+            if self.notify:
+                self.notify(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+                            f"the fast path runs eagerly")
+            out, k, v = self.step(*args)
+        slot = position % cache.slot_pos.shape[0]
+        cache.keys[:, :, slot] = k
+        cache.values[:, :, slot] = v
+        cache.slot_pos[slot] = position
+        return out
+
+
+def _room(buffer: Tensor, rows: int) -> Tensor:
+    """``buffer`` with at least ``rows`` rows (doubling capacity; new rows PAD = 0)."""
+    if rows <= buffer.shape[0]:
+        return buffer
+    grown = torch.full((max(rows, 2 * buffer.shape[0]), *buffer.shape[1:]), PAD, dtype=buffer.dtype,
+                       device=buffer.device)
+    grown[: buffer.shape[0]] = buffer
+    return grown
+
+
+__all__ = ["FastDecoder", "FastGenerator", "StaticCache", "compiled_step", "fast_decoder", "fast_dtype"]

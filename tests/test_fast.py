@@ -1,0 +1,136 @@
+"""The fast decode path (chapter 8): the same codes as the plain generator (greedy), across t_f, k > 1
+re-feeds, the sliding window, prompts and the offline decoder; Gumbel-max sampling follows the softmax;
+the compiled step equals the eager one, and a compiler failure falls back to it with a note."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from streamlib.codec import CausalCodec
+from streamlib.config import ConfigError, StreamSpec, get_preset
+from streamlib.model import Accompanist
+from streamlib.model import fast as fastmod
+from streamlib.model.fast import FastGenerator, StaticCache, fast_decoder
+
+PRESET = get_preset("debug")  # max_frames 128: streams below run past the window
+SIZE = PRESET.codec.codebook_size
+
+
+@pytest.fixture(scope="module")
+def tables():
+    torch.manual_seed(0)
+    return CausalCodec(PRESET.codec).codebook_tables(PRESET.model.n_q)
+
+
+def make(tables, tf: int, k: int = 1, seed: int = 0, offline: bool = False) -> Accompanist:
+    torch.manual_seed(seed)
+    acc = Accompanist(PRESET.model, tables, None if offline else StreamSpec(tf=tf, k=k, window=60),
+                      offline=offline).eval()
+    with torch.no_grad():
+        acc.gate.fill_(1.0)  # trained models have g != 0
+    return acc
+
+
+def codes(t: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, SIZE, (4, t), generator=torch.Generator().manual_seed(seed))
+
+
+def streamed(acc, tf: int, k: int, frames: int, x: torch.Tensor, **options) -> torch.Tensor:
+    """Greedy codes of a stream fed as the engine feeds it: input up to t + t_f + D before each chunk."""
+    gen = acc.generator(2, top_k=1, **options)
+    chunks = []
+    for start in range(0, frames, k):
+        gen.feed_input(x[:, gen.n_input : max(start + tf + 3, 0)])
+        chunks.append(gen.generate(k))
+    return torch.cat(chunks, dim=1)
+
+
+@pytest.mark.parametrize("tf,k", [(-5, 1), (0, 1), (3, 1), (-3, 4), (2, 3)])
+def test_fast_equals_plain_greedy(tables, tf, k):
+    acc, x = make(tables, tf, k), codes(220, 1)
+    plain = streamed(acc, tf, k, 180, x)  # 180 frames + offsets > the 128-position window: it slides
+    fast = streamed(acc, tf, k, 180, x, fast=True, compile=False)
+    assert torch.equal(plain, fast)
+
+
+def test_fast_prompt_and_offline_equal_plain(tables):
+    acc, truth = make(tables, -2), codes(6, 9)
+    outs = []
+    for options in ({}, {"fast": True, "compile": False}):
+        gen = acc.generator(0, top_k=1, **options)
+        gen.feed_input(codes(40, 10))
+        gen.feed_output(truth)
+        outs.append(torch.cat([gen.generate(3), gen.generate(5)], dim=1))
+    assert torch.equal(outs[0], outs[1]) and gen.n_output == 14
+    offline, x = make(tables, 0, offline=True), codes(30, 11)
+    outs = []
+    for options in ({}, {"fast": True, "compile": False}):
+        gen = offline.generator(5, top_k=1, **options)
+        gen.feed_input(x)
+        outs.append(gen.generate(12))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_static_cache_truncate_bounds():
+    cache = StaticCache(2, 1, 4, window=8, dtype=torch.float32, device=torch.device("cpu"))
+    cache.next_position, cache.dropped = 20, 12
+    cache.truncate(15)
+    assert cache.next_position == 15
+    with pytest.raises(ValueError):
+        cache.truncate(11)  # slid out of the window already
+    with pytest.raises(ValueError):
+        cache.truncate(16)  # never fed
+
+
+def test_gumbel_sampling_follows_the_softmax(tables):
+    """``FastDecoder.forward`` samples code c with probability softmax(top-k logits / T)[c]."""
+    acc = make(tables, 0)
+    dec = fast_decoder(acc, torch.float32)
+    cache = dec.new_cache()
+    args = (codes(1, 3)[:, 0], torch.tensor(False), torch.tensor(True), codes(1, 4)[:, 0] + 19, torch.tensor(0),
+            cache.keys, cache.values, cache.slot_pos)
+    with torch.inference_mode():
+        logits = dec.logits(*args)[0]
+        top, idx = (logits / 0.7).topk(5, dim=-1)
+        expected = top.softmax(-1)
+        draws = torch.stack([dec(*args, torch.tensor(1 / 0.7), torch.rand(4, 5))[0] for _ in range(3000)])
+    for level in range(4):
+        freq = torch.stack([(draws[:, level] == c).float().mean() for c in idx[level]])
+        assert (freq - expected[level]).abs().max() < 0.035, (level, freq, expected[level])
+        assert set(draws[:, level].tolist()) <= set(idx[level].tolist())  # only the top k
+
+
+def test_fast_options_need_fast(tables):
+    with pytest.raises(ConfigError, match="fast path only"):
+        make(tables, 0).generator(0, compile=False)
+    with pytest.raises(ConfigError):
+        make(tables, 0).generator(0, fast=True, top_k=0)
+
+
+def test_compiled_equals_eager_and_failure_falls_back(tables, monkeypatch):
+    acc, x = make(tables, -3, 2, seed=4), codes(90, 5)
+    notes = []
+    compiled = acc.generator(1, top_k=1, fast=True, compile=True, notify=notes.append)
+    compiled.warm_up()
+    assert compiled.compiled, notes
+    gens = [compiled, acc.generator(1, top_k=1, fast=True, compile=False)]
+    for gen in gens:
+        gen.feed_input(x[:, :40])
+    assert torch.equal(gens[0].generate(30), gens[1].generate(30))
+    assert notes == ["compiling the fast decode step (once per model and process; --no-compile skips it)"]
+
+    def broken(decoder):
+        def step(*args):
+            raise RuntimeError("no C++ compiler\nmore detail")
+        return step
+
+    monkeypatch.setattr(fastmod, "compiled_step", broken)
+    notes.clear()
+    gen = FastGenerator(acc, 1, top_k=1, compile=True, notify=notes.append)
+    ref = FastGenerator(acc, 1, top_k=1, compile=False)
+    for g in (gen, ref):
+        g.feed_input(x[:, :40])
+    assert torch.equal(gen.generate(30), ref.generate(30))
+    assert not gen.compiled and notes == ["torch.compile failed (RuntimeError: no C++ compiler); "
+                                          "the fast path runs eagerly"]
