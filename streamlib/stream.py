@@ -255,6 +255,77 @@ def fed_input_count(gen, pushed: int) -> int:
     return int(getattr(gen, "n_input", pushed))
 
 
+class ChunkEngine:
+    """The work of every chunk, shared by the simulated clock (``stream``) and the live loop
+    (``streamlib.live``): encode the input revealed so far, generate ``k`` frames, decode them.
+
+    ``needed(t)`` is how many input frames the chunk at ``t`` may see, ``t + t_f + D`` (never more is
+    fed); ``chunk(t, k, source)`` reads the input samples it still lacks from ``source(first, stop)``
+    (frames ``first .. stop - 1``), runs the chunk and returns its codes, audio and ``ChunkRecord``
+    (compute times measured with ``clock``; the wall-clock fields are the scheduler's to fill).
+    """
+
+    def __init__(self, acc, codec, category: int, *, temperature: float = 1.0, top_k: int = 200, seed: int = 0,
+                 generator_kwargs: dict | None = None, clock: Clock = time.perf_counter):
+        self.spec: StreamSpec = acc.spec
+        self.codec, self.clock = codec, clock
+        self.n_q = int(acc.cfg.n_q)
+        self.lag = self.n_q - 1  # the delay pattern's D (module docstring)
+        self.hop = codec.hop
+        torch.manual_seed(seed)
+        self.gen = acc.generator(category, temperature=temperature, top_k=top_k, **(generator_kwargs or {}))
+        self.enc = codec.stream_encoder(batch=1, n_q=self.n_q)
+        self.dec = codec.stream_decoder(batch=1)
+        self.pushed = 0  # input frames encoded and fed
+
+    def warm_up(self) -> float:
+        """Before the clock starts: compile / run the generator's step (``warm_up``, if it has one) and
+        push one frame through a scratch codec stream; seconds taken."""
+        start = time.perf_counter()
+        if hasattr(self.gen, "warm_up"):
+            self.gen.warm_up()
+        scratch = self.codec.stream_encoder(batch=1, n_q=self.n_q)
+        self.codec.stream_decoder(batch=1).push(scratch.push(torch.zeros(self.hop)))
+        return time.perf_counter() - start
+
+    def needed(self, t: int) -> int:
+        """Input frames the chunk starting at output frame ``t`` may see: ``max(t + t_f + D, 0)``."""
+        return max(t + self.spec.tf + self.lag, 0)
+
+    def reveal(self, upto: int, source: Callable[[int, int], np.ndarray]) -> None:
+        """Encode and feed input frames ``pushed .. upto - 1`` (samples from ``source(first, stop)``)."""
+        if upto > self.pushed:
+            codes = self.enc.push(torch.from_numpy(np.ascontiguousarray(source(self.pushed, upto), dtype=np.float32)))
+            self.gen.feed_input(codes[0, : self.n_q])
+            self.pushed = upto
+
+    def prompt(self, truth: torch.Tensor, source: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        """Teacher-force the true first output frames ``truth [n_q, L]`` (a warm start); their audio."""
+        self.reveal(self.needed(truth.shape[-1]), source)
+        self.gen.feed_output(truth)
+        return self.dec.push(truth[None]).reshape(-1).cpu().numpy()
+
+    def chunk(self, t: int, k: int, source: Callable[[int, int], np.ndarray]
+              ) -> tuple[torch.Tensor, np.ndarray, ChunkRecord]:
+        """Output frames ``t .. t + k - 1``: codes ``[n_q, k]``, audio, and the chunk's record."""
+        c0 = self.clock()
+        self.reveal(self.needed(t), source)
+        c1 = self.clock()
+        visible = fed_input_count(self.gen, self.pushed)
+        if visible > self.needed(t):
+            raise StreamError(f"the generator holds {visible} input frames at t={t}, more than "
+                              f"t + t_f + D = {t + self.spec.tf + self.lag}")
+        chunk = self.gen.generate(k)
+        c2 = self.clock()
+        if tuple(chunk.shape) != (self.n_q, k):
+            raise StreamError(f"generate({k}) returned shape {tuple(chunk.shape)}, expected ({self.n_q}, {k})")
+        audio = self.dec.push(chunk[None]).reshape(-1).cpu().numpy()
+        c3 = self.clock()
+        record = ChunkRecord(index=0, start=t, frames=k, input_visible=visible, encode_s=c1 - c0,
+                             generate_s=c2 - c1, decode_s=c3 - c2, jitter_s=0.0)
+        return chunk.cpu(), audio, record
+
+
 def stream(
     acc,
     codec,
@@ -281,7 +352,8 @@ def stream(
     accompaniment), teacher-forced into the generator, and streaming starts at t = L. The output
     has ``input frames - max(t_f + D, 0)`` frames unless ``output_frames`` says fewer, so that every
     chunk's visible input ``x(1 : t + t_f + D)`` exists (paper A.7: a model with t_f > 0 sees t_f more
-    input than it outputs). ``progress`` shows a progress bar over the chunks.
+    input than it outputs). ``generator_kwargs`` go to ``acc.generator`` (``fast=True``: the fast path);
+    its warm-up (compiling) runs before the clock starts. ``progress`` shows a progress bar over the chunks.
     """
     model_spec: StreamSpec = acc.spec
     if spec is not None:
@@ -290,8 +362,7 @@ def stream(
     sr, hop = codec.sample_rate, codec.hop
     x = _as_mono(input_audio, sr, "input audio")
     n_in = len(x) // hop
-    n_q = int(acc.cfg.n_q)
-    lag = n_q - 1  # the delay pattern's D (module docstring)
+    lag = int(acc.cfg.n_q) - 1
     n_out = n_in - max(spec.tf + lag, 0)
     if output_frames is not None:
         if output_frames > n_out:
@@ -302,61 +373,36 @@ def stream(
         raise StreamError(f"input of {len(x) / sr:.3f} s is too short for t_f = {spec.tf_seconds} s")
     if prompt < 0 or prompt >= n_out:
         raise StreamError(f"prompt of {prompt_seconds} s must be >= 0 and shorter than the {to_seconds(n_out)} s output")
+    if prompt and prompt_audio is None:
+        raise StreamError("a prompt warm start needs the ground-truth accompaniment (prompt_audio)")
 
-    torch.manual_seed(seed)
-    gen = acc.generator(category, temperature=temperature, top_k=top_k, **(generator_kwargs or {}))
-    enc = codec.stream_encoder(batch=1, n_q=n_q)
-    dec = codec.stream_decoder(batch=1)
+    engine = ChunkEngine(acc, codec, category, temperature=temperature, top_k=top_k, seed=seed,
+                         generator_kwargs=generator_kwargs, clock=clock)
+    warm_up_s = engine.warm_up()
+
+    def source(first: int, stop: int) -> np.ndarray:
+        return x[first * hop : min(stop, n_in) * hop]
+
     out_codes: list[torch.Tensor] = []
     out_audio: list[np.ndarray] = []
-    pushed = 0
-
-    def reveal(upto: int) -> None:
-        nonlocal pushed
-        upto = min(max(upto, 0), n_in)
-        if upto > pushed:
-            codes = enc.push(torch.from_numpy(x[pushed * hop : upto * hop]))
-            gen.feed_input(codes[0, :n_q])
-            pushed = upto
-
     if prompt:
-        if prompt_audio is None:
-            raise StreamError("a prompt warm start needs the ground-truth accompaniment (prompt_audio)")
         y = _as_mono(prompt_audio, sr, "prompt audio")
         if len(y) < prompt * hop:
             raise StreamError(f"prompt audio is shorter than the {prompt_seconds} s prompt")
-        truth = codec.encode(torch.from_numpy(y[: prompt * hop])[None, None], n_q=n_q)[0]
-        reveal(prompt + spec.tf + lag)
-        gen.feed_output(truth)
+        truth = codec.encode(torch.from_numpy(y[: prompt * hop])[None, None], n_q=engine.n_q)[0]
+        out_audio.append(engine.prompt(truth, source))
         out_codes.append(truth.cpu())
-        out_audio.append(dec.push(truth[None]).reshape(-1).cpu().numpy())
 
     records: list[ChunkRecord] = []
     t = prompt
     with tqdm(total=math.ceil((n_out - prompt) / spec.k), desc="streaming", unit="chunk", disable=not progress) as bar:
         while t < n_out:
             k = min(spec.k, n_out - t)
-            c0 = clock()
-            reveal(t + spec.tf + lag)
-            c1 = clock()
-            visible = fed_input_count(gen, pushed)
-            if visible > max(t + spec.tf + lag, 0):
-                raise StreamError(f"the generator holds {visible} input frames at t={t}, more than "
-                                  f"t + t_f + D = {t + spec.tf + lag}")
-            chunk = gen.generate(k)
-            c2 = clock()
-            if tuple(chunk.shape) != (n_q, k):
-                raise StreamError(f"generate({k}) returned shape {tuple(chunk.shape)}, expected ({n_q}, {k})")
-            audio = dec.push(chunk[None]).reshape(-1).cpu().numpy()
-            c3 = clock()
-            records.append(
-                ChunkRecord(
-                    index=len(records), start=t, frames=k, input_visible=visible,
-                    encode_s=c1 - c0, generate_s=c2 - c1, decode_s=c3 - c2,
-                    jitter_s=float(jitter(len(records))) if jitter else 0.0,
-                )
-            )
-            out_codes.append(chunk.cpu())
+            chunk, audio, record = engine.chunk(t, k, source)
+            record.index = len(records)
+            record.jitter_s = float(jitter(len(records))) if jitter else 0.0
+            records.append(record)
+            out_codes.append(chunk)
             out_audio.append(audio)
             t += k
             bar.update()
@@ -372,8 +418,90 @@ def stream(
         category=int(category),
         prompt_frames=prompt,
         info={"delay_pattern_frames": lag, "temperature": temperature, "top_k": top_k, "seed": seed,
-              "jitter_mean_s": getattr(jitter, "mean_s", None) if jitter else 0.0},
+              "jitter_mean_s": getattr(jitter, "mean_s", None) if jitter else 0.0,
+              **generator_info(engine.gen, warm_up_s)},
     )
+
+
+def generator_info(gen, warm_up_s: float) -> dict:
+    """What the timing report says about the decode path: ``decode_path`` (plain / fast, compiled or
+    eager), the warm-up seconds before the clock and the torch threads."""
+    path = "plain" if not hasattr(gen, "warm_up") else "fast, compiled" if gen.compiled else "fast, eager"
+    return {"decode_path": path, "warm_up_s": warm_up_s, "torch_threads": torch.get_num_threads()}
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """Torch threads for a stream, chosen by ``choose_threads``: the count, what was measured
+    (threads -> compute seconds per output frame) and why, in words."""
+
+    threads: int
+    measured: dict[int, float]
+    reason: str
+
+
+def free_cores(cores: int | None = None, load: float | None = None) -> tuple[int, int, float]:
+    """``(free, cores, load)``: the cores this process may use (its CPU affinity), the 1-minute load
+    average, and how many of the cores that load leaves free (at least one)."""
+    import os
+
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0] if load is None else load
+    return max(1, min(cores, cores - int(load + 0.5))), cores, load
+
+
+def choose_threads(measure: Callable[[int], float], cores: int | None = None, load: float | None = None,
+                   tolerance: float = 0.1) -> ThreadChoice:
+    """The thread count for a stream, from a measurement and never more than the free cores.
+
+    ``measure(n)`` sets ``n`` threads, streams a little and returns compute seconds per output frame.
+    Every count from 1 to the free cores (``free_cores``) is measured once; more threads must be
+    faster by ``tolerance`` (10 %) to win -- on a small model the second thread mostly adds
+    synchronisation, and a core that another process needs makes OpenMP threads wait for each other.
+    """
+    free, cores, load = free_cores(cores, load)
+    busy = f"load average {load:.1f} on {cores} core{'s' if cores > 1 else ''}"
+    if free == 1:
+        measured = {1: measure(1)}
+        why = "one core" if cores == 1 else f"{busy} leaves one core free"
+        return ThreadChoice(1, measured, f"1 thread: {why}")
+    measured = {n: measure(n) for n in range(1, free + 1)}
+    best = 1
+    for n in range(2, free + 1):
+        if measured[n] < (1 - tolerance) * measured[best]:
+            best = n
+    times = ", ".join(f"{n}: {1e3 * v:.1f} ms" for n, v in measured.items())
+    return ThreadChoice(best, measured, f"{best} thread{'s' if best > 1 else ''}: measured compute per frame "
+                                        f"with {times} ({busy})")
+
+
+def set_threads(threads: int | str, measure: Callable[[int], float]) -> ThreadChoice:
+    """``torch.set_num_threads``: ``threads`` as given, or ``"auto"``: ``choose_threads(measure)``."""
+    if threads == "auto":
+        choice = choose_threads(measure)
+    else:
+        choice = ThreadChoice(int(threads), {}, f"{threads} thread{'s' if int(threads) > 1 else ''}: as asked")
+    torch.set_num_threads(choice.threads)
+    return choice
+
+
+def thread_probe(acc, codec, audio: np.ndarray, category: int, seconds: float = 1.0,
+                 **stream_kwargs) -> Callable[[int], float]:
+    """A ``measure`` for ``choose_threads``: stream the first ``seconds`` of ``audio`` with ``n``
+    threads (the decode path's warm-up outside the clock) and return compute seconds per frame."""
+    n = min(len(audio), int(seconds * codec.sample_rate) + (max(acc.spec.tf, 0) + acc.cfg.n_q) * codec.hop)
+    kwargs = {k: v for k, v in stream_kwargs.items() if k in ("generator_kwargs", "temperature", "top_k")}
+
+    def measure(threads: int) -> float:
+        torch.set_num_threads(threads)
+        result = stream(acc, codec, audio[:n], category, **kwargs)
+        return result.compute_s / max(result.streamed_frames, 1)
+
+    return measure
 
 
 # ----------------------------------------------------------------------------- files and checkpoints
@@ -401,14 +529,16 @@ def stream_file(
     codec_path: str | Path | None = None,
     input_tracks: Sequence[np.ndarray] | None = None,
     notify: Callable[[str], None] | None = None,
+    threads: int | str | None = None,
     **kwargs,
 ) -> tuple[StreamResult, dict[str, Path]]:
     """Stream any audio file (resampled to the codec's rate, downmixed) through a checkpoint.
 
     ``tf``/``k`` (seconds or unit strings) must equal the checkpoint's own, if given. Before streaming,
     ``notify`` (if given) gets one line for each thing done to the input or wrong with it (resampled,
-    down-mixed, silent); the report keeps them as ``notes``. Writes the accompaniment, the mix and
-    ``timing.json`` into ``out`` (if given). ``kwargs`` go to ``stream``.
+    down-mixed, silent); the report keeps them as ``notes``. ``threads``: a torch thread count or
+    ``"auto"`` (``choose_threads`` on the first second of the input); None leaves torch's setting.
+    Writes the accompaniment, the mix and ``timing.json`` into ``out`` (if given). ``kwargs`` go to ``stream``.
     """
     from streamlib.audio import input_notes, load_audio
     from streamlib.codec import load_codec
@@ -426,8 +556,11 @@ def stream_file(
     if notify:
         for note in notes:
             notify(note)
+    choice = None if threads is None else set_threads(threads, thread_probe(acc, codec, audio, cat, **kwargs))
     result = stream(acc, codec, audio, cat, **kwargs)
     result.info.update(input=str(input_path), checkpoint=str(checkpoint), category_name=CATEGORIES[cat], notes=notes)
+    if choice is not None:
+        result.info["threads"] = choice.reason
     paths = result.save(out, input_tracks) if out is not None else {}
     return result, paths
 
@@ -530,11 +663,13 @@ def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: 
 
 def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = None, target: str | None = None,
                 out: str | Path | None = None, codec_path: str | Path | None = None,
-                category: str | int | None = None, **kwargs) -> tuple[StreamResult, dict[str, Path]]:
+                category: str | int | None = None, threads: int | str | None = None,
+                **kwargs) -> tuple[StreamResult, dict[str, Path]]:
     """Stream a bundled example clip (``data/examples/NAME``): one stem held out, the others mixed
     as the input; the model plays the held-out stem's instrument (or ``category``). ``checkpoint``
     defaults to the shipped streaming model with the smallest lead (t_f < 0 closest to 0, smallest k).
-    ``kwargs`` go to ``stream`` (a ``prompt_seconds`` warm start uses the held-out stem)."""
+    ``threads`` as in ``stream_file``. ``kwargs`` go to ``stream`` (a ``prompt_seconds`` warm start
+    uses the held-out stem)."""
     from streamlib.codec import load_codec
     from streamlib.data.examples import load_example
     from streamlib.model import load_accompanist
@@ -560,9 +695,13 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
     tracks = [clip.stems[s] for s in inputs]
     if kwargs.get("prompt_seconds"):
         kwargs.setdefault("prompt_audio", clip.stems[target])
-    result = stream(acc, codec, np.sum(tracks, axis=0), cat, **kwargs)
+    mix = np.sum(tracks, axis=0)
+    choice = None if threads is None else set_threads(threads, thread_probe(acc, codec, mix, cat, **kwargs))
+    result = stream(acc, codec, mix, cat, **kwargs)
     result.info.update(example=example, input_stems=inputs, target_stem=target, category_name=CATEGORIES[cat],
                        checkpoint=str(checkpoint))
+    if choice is not None:
+        result.info["threads"] = choice.reason
     paths = result.save(out, tracks) if out is not None else {}
     return result, paths
 
@@ -623,7 +762,14 @@ __all__ = [
     "StreamResult",
     "check_spec",
     "fed_input_count",
+    "ChunkEngine",
+    "generator_info",
     "stream",
+    "ThreadChoice",
+    "free_cores",
+    "choose_threads",
+    "set_threads",
+    "thread_probe",
     "parse_category",
     "stream_file",
     "summary",

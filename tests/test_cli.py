@@ -145,7 +145,7 @@ def test_stream_says_what_it_did(tmp_path):
     song = tmp_path / "song.wav"
     t = np.arange(44_100) / 44_100
     sf.write(song, np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t)], 1) * 0.3, 44_100)
-    result = run_cli("stream", "--input", song, "--checkpoint", SHIPPED, "--out", tmp_path / "out")
+    result = run_cli("stream", "--input", song, "--checkpoint", SHIPPED, "--out", tmp_path / "out", "--no-compile")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert f"note: {song}: 2 channels down-mixed to mono" in result.stderr
@@ -165,7 +165,7 @@ def test_stream_notes_a_silent_input_and_quiet_has_no_progress_bar(tmp_path):
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(8_000), 8_000)
     result = run_cli("stream", "--input", silence, "--checkpoint", SHIPPED, "--category", "bass", "--quiet",
-                       "--out", tmp_path / "out")
+                       "--out", tmp_path / "out", "--no-compile")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [f"note: {silence}: resampled from 8000 Hz to 16000 Hz",
                                           f"note: {silence}: digital silence, nothing to accompany"]

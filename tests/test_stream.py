@@ -48,7 +48,7 @@ class StandIn:
         self.size = codebook_size
         self.last = None
 
-    def generator(self, category, temperature=1.0, top_k=200):
+    def generator(self, category, temperature=1.0, top_k=200, **options):
         self.last = RecordingGenerator(self.cfg.n_q, self.size, self.spec.tf)
         return self.last
 

@@ -10,19 +10,17 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from streamlib.commands.stream import print_report, stream_kwargs
     from streamlib.paths import check_output_dir
     from streamlib.stream import demo_stream
 
     check_output_dir(args.out)
-    torch.set_num_threads(args.threads)
-    result, paths = demo_stream(args.example, checkpoint=args.checkpoint, target=args.target,
-                                out=args.out, codec_path=args.codec, category=args.category, **stream_kwargs(args))
+    result, paths = demo_stream(args.example, checkpoint=args.checkpoint, target=args.target, out=args.out,
+                                codec_path=args.codec, category=args.category, threads=args.threads,
+                                **stream_kwargs(args))
     print(f"{result.info['example']}: input = {result.info['input_stems']}, generated "
           f"{result.info['category_name']} with {result.info['checkpoint']}")
-    print_report(result, paths, args.threads)
+    print_report(result, paths)
     return 0
 
 

@@ -36,8 +36,19 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=number(int, minimum=1), default=200, help="sample from the k likeliest codes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the shipped one)")
-    p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=threads_option, default="auto",
+                   help="torch threads, or auto (default): measured on the first second of input, never more "
+                        "than the cores the load average leaves free")
+    p.add_argument("--plain", action="store_true",
+                   help="the plain decode path (chapter 6's Generator) instead of the fast one (chapter 8)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="the fast path without torch.compile: no compile wait before the clock, slower steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def threads_option(text: str) -> int | str:
+    """argparse type of ``--threads``: ``auto`` or a whole number >= 1."""
+    return "auto" if text == "auto" else number(int, minimum=1)(text)
 
 
 def stream_kwargs(args: argparse.Namespace) -> dict:
@@ -51,6 +62,7 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "prompt_seconds": args.prompt_seconds,
         "progress": not args.quiet,
+        "generator_kwargs": None if args.plain else {"fast": True, "compile": not args.no_compile, "notify": note},
     }
 
 
@@ -90,9 +102,13 @@ def late_explanation(result: StreamResult, *, threads: int, cores: int, load: fl
             tries.append("a checkpoint with more lead (a more negative t_f)")
         if result.info.get("jitter_mean_s"):
             why.append(f"--jitter-ms adds {result.info['jitter_mean_s'] * 1e3:g} ms per chunk on average")
+        if result.info.get("decode_path", "fast, compiled") != "fast, compiled":
+            why.append(f"the {result.info['decode_path']} decode path")
+            tries.append("the compiled fast path (no --plain / --no-compile)")
         if threads < cores:
             why.append(f"{threads} torch thread{'s' if threads > 1 else ''} on {cores} cores")
-            tries.append(f"--threads {cores}")
+            if load + threads <= cores - 0.5:  # the other cores are free: more threads may help
+                tries.append(f"--threads {cores}")
         if load > cores:
             why.append(f"the machine is busy (load average {load:.1f} on {cores} cores)")
             tries.append("a less busy machine")
@@ -100,12 +116,16 @@ def late_explanation(result: StreamResult, *, threads: int, cores: int, load: fl
             + ". Try " + "; ".join(tries) + ".")
 
 
-def print_report(result: StreamResult, paths: dict[str, Path], threads: int) -> None:
-    """The summary, why chunks were late (if any were) and the files written."""
+def print_report(result: StreamResult, paths: dict[str, Path]) -> None:
+    """The summary, the decode path and threads, why chunks were late (if any were) and the files written."""
     from streamlib.stream import summary
 
     print(summary(result))
-    explanation = late_explanation(result, threads=threads, cores=os.cpu_count() or 1, load=os.getloadavg()[0])
+    info = result.info
+    threads = info.get("threads") or f"{info['torch_threads']} torch threads"
+    print(f"decode path: {info['decode_path']} (warm-up before the clock {info['warm_up_s']:.1f} s); {threads}")
+    explanation = late_explanation(result, threads=info["torch_threads"], cores=os.cpu_count() or 1,
+                                   load=os.getloadavg()[0])
     if explanation:
         print(explanation)
     for name, path in paths.items():
@@ -113,8 +133,6 @@ def print_report(result: StreamResult, paths: dict[str, Path], threads: int) -> 
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from streamlib.audio import load_audio
     from streamlib.paths import check_output_dir
     from streamlib.stream import StreamError, stream_file
@@ -122,7 +140,6 @@ def _run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     if args.prompt_seconds and not args.prompt_audio:
         raise StreamError("--prompt-seconds needs --prompt-audio (the ground-truth accompaniment)")
-    torch.set_num_threads(args.threads)
     kwargs = stream_kwargs(args)
     if args.prompt_seconds:
         from streamlib.codec import load_codec
@@ -130,10 +147,10 @@ def _run(args: argparse.Namespace) -> int:
         kwargs["prompt_audio"] = load_audio(args.prompt_audio, load_codec(args.codec).sample_rate)[0]
     result, paths = stream_file(args.input, args.checkpoint, tf=args.tf, k=args.k,
                                 category=args.category or DEFAULT_CATEGORY, out=args.out, codec_path=args.codec,
-                                notify=note, **kwargs)
+                                notify=note, threads=args.threads, **kwargs)
     default = " (the default; --category picks another)" if args.category is None else ""
     print(f"{args.input}: generated {result.info['category_name']}{default} with {args.checkpoint}")
-    print_report(result, paths, args.threads)
+    print_report(result, paths)
     return 0
 
 
