@@ -34,9 +34,28 @@ def test_training_throughput_positive():
 
 def test_decode_latency_positive():
     _, acc, hf = _tiny()
-    ms = bench.measure_decode(acc, hf, context=8, steps=2, nocache_steps=1, repeats=1)
-    assert {"ours cache", "hf cache", "ours no cache", "hf no cache", "ours Generator"} <= set(ms)
+    ms = bench.measure_decode(acc, hf, context=8, steps=2, nocache_steps=1, repeats=1, compile=False)
+    assert {"ours cache", "hf cache", "ours no cache", "hf no cache", "ours Generator", "ours fast step",
+            "ours fast eager step", "ours fast Generator"} <= set(ms)
     _positive(ms)
+
+
+def test_fast_step_times_one_position_of_the_stream():
+    _, acc, _ = _tiny()
+    fns = bench.fast_decode_fns(acc, context=8, steps=3, compile=False)
+    codes = fns["ours fast step"]()
+    assert codes.shape == (acc.cfg.n_q,) and 0 <= int(codes.min()) and int(codes.max()) < acc.codebook_size
+    assert fns["ours fast Generator"]().shape == (acc.cfg.n_q, 3)
+
+
+def test_bandwidth_bound_counts_the_bytes_a_step_reads():
+    cfg, acc, _ = _tiny()
+    need = bench.step_bytes(acc, context=1000)  # more than the window: the window counts
+    head_dim = cfg.d_model // cfg.n_heads
+    assert need["kv"] == 4 * cfg.n_layers * 2 * cfg.n_kv_heads * head_dim * cfg.max_frames
+    gathered = sum(e.weight.numel() for e in acc.out_embed)  # only n_q rows are read: not counted
+    assert need["weights"] == 4 * (sum(p.numel() for p in acc.parameters()) - gathered)
+    assert bench.memory_bandwidth_gbs(repeats=1, megabytes=8) > 0
 
 
 def test_cache_latency_times_the_same_computation():

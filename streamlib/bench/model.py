@@ -18,7 +18,11 @@ Workloads, every candidate timed in turn inside one loop (interleaved), medians 
    (ours: ``KVCache``; HF: ``DynamicCache``, rolled back to the prefix before each repeat), and
    without a cache (the whole prefix recomputed every frame); plus our streaming ``Generator``
    (sampling and delay-pattern bookkeeping included). Reported in ms per frame and as a share of the
-   20 ms a 50 Hz frame allows;
+   20 ms a 50 Hz frame allows. The fast path of chapter 8 (``streamlib.model.fast``) is timed in the
+   same loop: its bare step (one position, sampling included) compiled and eager, and its
+   ``FastGenerator``. Its memory-bandwidth bound is printed with it: the bytes one step must read (the
+   weights it multiplies by, and the keys and values of the context) over the read bandwidth of
+   this machine, measured by summing a 256 MB tensor on the same threads;
 3. the decoder stacks alone (ours ``acc.backbone``, HF ``hf.model`` fed ``inputs_embeds``): training
    and cached decoding, to separate the stack from what surrounds it (embeddings, heads, loss).
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from typing import Callable
@@ -320,10 +325,73 @@ def decode_fns(acc, hf, context: int, steps: int, nocache_steps: int, generator:
     return fns
 
 
+def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict[str, Callable[[], object]]:
+    """``ours fast step`` / ``ours fast eager step`` (``FastGenerator.feed_position`` for ``steps``
+    positions after a ``context``-frame prefix, the same positions every call) and ``ours fast
+    Generator`` (``generate(steps)``; its context grows by ``steps`` per call). Compiling happens here,
+    in the generators' warm-up, not in the timings."""
+    size, n_q = acc.codebook_size, acc.cfg.n_q
+    g = torch.Generator().manual_seed(2)
+    inputs = torch.randint(0, size, (n_q, acc.cfg.max_frames), generator=g)
+    prefix = torch.randint(0, size, (n_q, context), generator=g)
+
+    def primed(compiled: bool):
+        gen = acc.generator(0, fast=True, compile=compiled)
+        gen.feed_input(inputs)
+        gen.feed_output(prefix)
+        gen.generate(1)  # runs the prefix (one delay step at a time)
+        return gen
+
+    def positions(gen) -> Callable[[], object]:
+        first = gen.cache.next_position
+
+        def run():
+            for position in range(first, first + steps):
+                out = gen.feed_position(position)
+            return out
+
+        return run
+
+    fns = {"ours fast step": positions(primed(compile)), "ours fast eager step": positions(primed(False))}
+    streaming = primed(compile)
+    fns["ours fast Generator"] = lambda: streaming.generate(steps)
+    return fns
+
+
+def memory_bandwidth_gbs(repeats: int = 5, megabytes: int = 256) -> float:
+    """Read bandwidth in GB/s: a ``megabytes`` fp32 tensor (larger than any CPU cache) summed on the
+    current torch threads, median of ``repeats`` after one warm-up."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    x.sum()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - t)
+    return x.numel() * 4 / statistics.median(times) / 1e9
+
+
+def step_bytes(acc, context: int) -> dict[str, int]:
+    """Bytes one fast decode step must read: ``weights`` (every parameter it multiplies by; of the
+    embedding tables only the n_q rows it gathers) and ``kv`` (keys and values of ``context`` positions,
+    at most the window), at the precision the fast path uses here."""
+    from streamlib.model.fast import fast_dtype
+
+    item = torch.tensor([], dtype=fast_dtype(acc.input_tables.device)).element_size()
+    tables = {"input_tables", *(f"out_embed.{q}.weight" for q in range(acc.cfg.n_q))}
+    weights = sum(p.numel() for name, p in acc.named_parameters() if name not in tables)
+    cfg = acc.cfg
+    kv = cfg.n_layers * 2 * cfg.n_kv_heads * (cfg.d_model // cfg.n_heads) * min(context, cfg.max_frames)
+    return {"weights": weights * item, "kv": kv * item}
+
+
 def measure_decode(acc, hf, context: int, steps: int, nocache_steps: int, repeats: int,
-                   generator: bool = True) -> dict[str, float]:
-    """Median ms per decoded frame of each ``decode_fns`` candidate, timed interleaved."""
+                   generator: bool = True, fast: bool = True, compile: bool = True) -> dict[str, float]:
+    """Median ms per decoded frame of each ``decode_fns`` (and, with ``fast``, ``fast_decode_fns``)
+    candidate, all timed interleaved in one loop."""
     fns = decode_fns(acc, hf, context, steps, nocache_steps, generator)
+    if fast:
+        fns.update(fast_decode_fns(acc, context, steps, compile))
     med = interleaved(fns, repeats)
     return {name: 1e3 * s / (nocache_steps if "no cache" in name else steps) for name, s in med.items()}
 
@@ -365,7 +433,9 @@ def run(args: argparse.Namespace) -> int:
         args.steps, args.nocache_steps = min(args.steps, 5), 1
         args.repeats = min(args.repeats, 2)
     bf16 = bf16_supported(torch.device("cpu"))
+    bandwidth = memory_bandwidth_gbs()
     rows: list[str] = []
+    notes: list[str] = []
     t_start = time.perf_counter()
     for label, cfg, size, latent in _sizes(args):
         seed_everything(0)
@@ -396,12 +466,30 @@ def run(args: argparse.Namespace) -> int:
                     f"({100 * g / FRAME_MS:.0f} %) | - | - |")
         rows.append(f"| {name} | KV cache speed-up (no cache / cache) | "
                     f"x{ms['ours no cache'] / ms['ours cache']:.1f} | x{ms['hf no cache'] / ms['hf cache']:.1f} | - |")
+        h = ms["hf cache"]
+        for key, what in (("ours fast step", "fast path: step (static cache, compiled, sampling)"),
+                          ("ours fast eager step", "fast path: step, eager (the fallback)"),
+                          ("ours fast Generator", "fast path: streaming `FastGenerator`")):
+            o = ms[key]
+            rows.append(f"| {name} | {what}, ms/frame (% of 20 ms) | {_fmt(o, 2)} ({100 * o / FRAME_MS:.0f} %) "
+                        f"| {_fmt(h, 2)} (KV cache) | {_ratio(h, o)} |")
+        need = step_bytes(acc, args.context)
+        bound = 1e3 * sum(need.values()) / (bandwidth * 1e9)
+        step, fast_gen = ms["ours fast step"], ms["ours fast Generator"]
+        rows.append(f"| {name} | memory-bandwidth bound of a step, ms (fast step / bound) | {bound:.2f} "
+                    f"(x{step / bound:.2f}) | - | - |")
+        rows.append(f"| {name} | speed-ups: plain cached / fast step; fast `FastGenerator` / fast step | "
+                    f"x{ms['ours cache'] / step:.2f}; x{fast_gen / step:.2f} | - | - |")
+        notes.append(f"{name}: bound = ({need['weights'] / 1e6:.1f} MB of weights + {need['kv'] / 1e6:.1f} MB of keys "
+                     f"and values at {min(args.context, cfg.max_frames)} positions) / {bandwidth:.1f} GB/s")
         del acc, hf
     print(f"machine: {hardware()}")
     print(f"{args.threads} torch thread(s); medians of {args.repeats} interleaved timings after one warm-up; "
           f"decode context {args.context} frames, {args.steps} frames per cached timing, "
           f"{args.nocache_steps} per uncached; bf16 autocast {'on' if bf16 else 'not supported: skipped'}; "
-          f"{time.perf_counter() - t_start:.0f} s")
+          f"{time.perf_counter() - t_start:.0f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"memory bandwidth {bandwidth:.1f} GB/s: median time to sum a 256 MB fp32 tensor on {args.threads} "
+          f"thread(s); " + "; ".join(notes))
     print("| model | workload | ours (Accompanist) | HF LlamaForCausalLM | ours / HF speed |")
     print("|---|---|---|---|---|")
     for row in rows:

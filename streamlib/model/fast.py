@@ -100,7 +100,7 @@ class FastDecoder(nn.Module):
         """A decoder over a deep copy of ``acc``'s modules (the accompanist itself is untouched)."""
         import copy
 
-        return cls(copy.deepcopy(acc).eval(), dtype)
+        return cls(copy.deepcopy(acc).eval().requires_grad_(False), dtype)
 
     def new_cache(self) -> StaticCache:
         return StaticCache(self.n_layers, self.n_kv, self.head_dim, self.window, self.dtype,
@@ -276,7 +276,7 @@ class FastGenerator:
         while self.n_steps <= last_step:
             s = self.n_steps
             for position in range(self.cache.next_position, s + out_off):
-                codes = self._feed(position, in_off, out_off)
+                codes = self.feed_position(position)
             token = codes + CODE_OFFSET
             self.steps[s] = override_tokens(token, s, self.bos, self.forced) if s < self.n_q + self.forced.shape[1] else token
             self.n_steps += 1
@@ -322,8 +322,11 @@ class FastGenerator:
             self.tf = self.n_input + 1
         return input_offset(self.tf), output_offset(self.tf)
 
-    def _feed(self, position: int, in_off: int, out_off: int) -> Tensor:
-        """Run one position through the step; its sampled codes ``[n_q]``."""
+    @torch.inference_mode()
+    def feed_position(self, position: int) -> Tensor:
+        """Run one position through the step (``generate`` does it for every position; ``bench model``
+        times it alone): its input frame and output tokens as they stand; its sampled codes ``[n_q]``."""
+        in_off, out_off = self._offsets()
         frame = position - in_off
         if 0 <= frame < self.n_input:
             codes, pad, keep = self.inputs[frame], False, True
