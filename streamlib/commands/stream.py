@@ -24,7 +24,6 @@ DEFAULT_CATEGORY = "Piano"
 
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``stream`` and ``demo``."""
-    p.add_argument("--category", default=None, help="instrument to generate: a name (Bass, Piano, ...) or id")
     p.add_argument("--prompt-seconds", type=number(minimum=0), default=0.0,
                    help="warm start with this much ground truth (needs --prompt-audio for stream)")
     p.add_argument("--tau-sys", type=number(minimum=0), default=0.02,
@@ -32,6 +31,12 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau-jitter", type=number(minimum=0), default=0.02, help="safety margin, seconds (default 0.02)")
     p.add_argument("--jitter-ms", type=number(minimum=0), default=0.0,
                    help="inject Exp(mean) extra compute per chunk, ms")
+    add_generation_arguments(p)
+
+
+def add_generation_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``stream``, ``demo`` and ``jam``: what to play, how to sample, the decode path."""
+    p.add_argument("--category", default=None, help="instrument to generate: a name (Bass, Piano, ...) or id")
     p.add_argument("--temperature", type=number(above=0), default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--top-k", type=number(int, minimum=1), default=200, help="sample from the k likeliest codes")
     p.add_argument("--seed", type=int, default=0)
@@ -62,8 +67,13 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "prompt_seconds": args.prompt_seconds,
         "progress": not args.quiet,
-        "generator_kwargs": None if args.plain else {"fast": True, "compile": not args.no_compile, "notify": note},
+        "generator_kwargs": generator_kwargs(args),
     }
+
+
+def generator_kwargs(args: argparse.Namespace) -> dict | None:
+    """``generator_kwargs`` of ``stream`` for ``--plain`` / ``--no-compile``: None is the plain path."""
+    return None if args.plain else {"fast": True, "compile": not args.no_compile, "notify": note}
 
 
 def note(text: str) -> None:
@@ -116,14 +126,15 @@ def late_explanation(result: StreamResult, *, threads: int, cores: int, load: fl
             + ". Try " + "; ".join(tries) + ".")
 
 
-def print_report(result: StreamResult, paths: dict[str, Path]) -> None:
-    """The summary, the decode path and threads, why chunks were late (if any were) and the files written."""
+def print_report(result: StreamResult, paths: dict[str, Path], headline: str | None = None) -> None:
+    """The summary (or ``headline``), the decode path and threads, why chunks were late (if any were)
+    and the files written."""
     from streamlib.stream import summary
 
-    print(summary(result))
+    print(headline or summary(result))
     info = result.info
     threads = info.get("threads") or f"{info['torch_threads']} torch threads"
-    print(f"decode path: {info['decode_path']} (warm-up before the clock {info['warm_up_s']:.1f} s); {threads}")
+    print(f"decode path: {info['decode_path']} (warmed up before the clock); {threads}")
     explanation = late_explanation(result, threads=info["torch_threads"], cores=os.cpu_count() or 1,
                                    load=os.getloadavg()[0])
     if explanation:
