@@ -179,3 +179,20 @@ def test_real_accompanist_streams(codec, tf, k):
     assert torch.equal(a.codes, b.codes)
     assert a.codes.shape == (4, 25 - max(tf + 3, 0))
     assert all(r.input_visible == max(r.start + tf + 3, 0) for r in a.records)
+
+
+def test_threads_are_measured_and_never_more_than_the_free_cores():
+    from streamlib.stream import choose_threads
+
+    calls = []
+
+    def measure(times):
+        return lambda n: calls.append(n) or times[n]
+
+    choice = choose_threads(measure({1: 0.010, 2: 0.0095}), cores=2, load=0.2)
+    assert calls == [1, 2] and choice.threads == 1  # 5 % faster does not pay for a second thread
+    assert choice.reason.startswith("1 thread: measured compute per frame with 1: 10.0 ms, 2: 9.5 ms")
+    assert choose_threads(measure({1: 0.010, 2: 0.006}), cores=2, load=0.2).threads == 2
+    calls.clear()
+    choice = choose_threads(measure({1: 0.010, 2: 0.001}), cores=2, load=1.6)  # one core is taken
+    assert calls == [1] and choice.threads == 1 and "leaves one core free" in choice.reason
