@@ -191,7 +191,8 @@ _READY: "weakref.WeakSet[FastDecoder]" = weakref.WeakSet()  # decoders whose com
 def compiled_step(decoder: FastDecoder) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
     """``torch.compile`` of ``decoder``, built once per decoder. Compiling happens at its first call, which
     ``FastGenerator.warm_up`` makes under inductor's ``freezing`` (weights become constants of the graph,
-    linear layers get pre-packed kernels: ~2x faster than unfrozen at the book size on one core)."""
+    linear layers get pre-packed kernels: ~2x faster than unfrozen at the book size on one core) and
+    ``cpp_wrapper`` (the graph is called from C++, not Python: ~10 % faster)."""
     if decoder not in _COMPILED:
         _COMPILED[decoder] = torch.compile(decoder, fullgraph=True, dynamic=False)
     return _COMPILED[decoder]
@@ -304,7 +305,8 @@ class FastGenerator:
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            with inductor_config.patch(freezing=True), dynamo_config.patch(recompile_limit=MAX_COMPILED):
+            with inductor_config.patch(freezing=True, cpp_wrapper=True), \
+                    dynamo_config.patch(recompile_limit=MAX_COMPILED):
                 for position in range(3):  # compile, then two calls that must not recompile
                     self._call(self.inputs[0], self.pad_flags[position == 0], self.keep_flags[True], self.pad_row,
                                position, self.cache)
