@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from streamlib.audio import save_audio
-from streamlib.stream import ChunkEngine, ChunkRecord, StreamError, StreamResult, Timing, generator_info, schedule
+from streamlib.stream import ChunkEngine, ChunkRecord, StreamError, StreamResult, Timing, engine_info, schedule
 
 Callback = Callable[[np.ndarray, np.ndarray, int, object, object], None]  # sounddevice's duplex signature
 MIX_INPUT_GAIN = 0.5  # the input's level in a played mix (the accompaniment at 1)
@@ -234,14 +234,15 @@ class Session:
 def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.ndarray | None = None,
                 seconds: float | None = None, play_mix: bool | None = None, block_frames: int = 1,
                 temperature: float = 1.0, top_k: int = 200, seed: int = 0, generator_kwargs: dict | None = None,
-                progress: Callable[[float], None] | None = None) -> StreamResult:
+                compile_codec: bool = False, progress: Callable[[float], None] | None = None) -> StreamResult:
     """Accompany live input through ``port`` until the input ends, ``seconds`` pass or Ctrl-C.
 
     ``input_audio``: a file's samples (``codec.sample_rate``) played as the input in real time; None:
     the port's input device. ``play_mix``: the input mixed into what is played (default: for a file).
     ``block_frames``: callback block in 50 Hz frames. The engine warms up before the port starts, and
     the chunks that need no input yet (t_f + D < 0: predicted ahead) are made before it starts too.
-    ``progress(seconds streamed)`` is called after every chunk. Returns the session's ``StreamResult``
+    ``generator_kwargs`` and ``compile_codec`` as for ``stream``; ``progress(seconds streamed)`` is
+    called after every chunk. Returns the session's ``StreamResult``
     (``info``: underruns, device xruns, the simulated clock's prediction, how it stopped).
     """
     spec, sr, hop = acc.spec, codec.sample_rate, codec.hop
@@ -249,7 +250,8 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
                 float("inf") if seconds is None else seconds)
     stop_reason = "the end of the input" if seconds is None or limit < seconds else f"{seconds:g} s"
     engine = ChunkEngine(acc, codec, category, temperature=temperature, top_k=top_k, seed=seed,
-                         generator_kwargs=generator_kwargs)
+                         generator_kwargs=generator_kwargs, compile_codec=compile_codec,
+                         notify=(generator_kwargs or {}).get("notify"))
     n_out = None if limit == float("inf") else int(limit * sr) // hop - max(spec.tf + engine.lag, 0)
     if n_out is not None and n_out < 1:
         raise LiveError(f"{limit:.2f} s of input is too short for t_f = {spec.tf_seconds:g} s")
@@ -326,7 +328,7 @@ def _result(acc, engine: ChunkEngine, session: Session, records: list[ChunkRecor
         "late_samples": session.output_ring.late, "device_xruns": session.device_xruns,
         "simulated_late": sum(r.late for r in simulated),
         "played": np.concatenate(session.played) if session.played else np.zeros(0, np.float32),
-        **generator_info(engine.gen, warm_up_s),
+        **engine_info(engine, warm_up_s),
     }
     codes = torch.cat(out_codes, dim=-1).long() if out_codes else torch.zeros(engine.n_q, 0, dtype=torch.long)
     return StreamResult(spec=acc.spec, sample_rate=sr, accompaniment=accompaniment, codes=codes,

@@ -266,26 +266,46 @@ class ChunkEngine:
     """
 
     def __init__(self, acc, codec, category: int, *, temperature: float = 1.0, top_k: int = 200, seed: int = 0,
-                 generator_kwargs: dict | None = None, clock: Clock = time.perf_counter):
+                 generator_kwargs: dict | None = None, compile_codec: bool = False,
+                 notify: Callable[[str], None] | None = None, clock: Clock = time.perf_counter):
         self.spec: StreamSpec = acc.spec
-        self.codec, self.clock = codec, clock
+        self.codec, self.clock, self.compile_codec, self.notify = codec, clock, compile_codec, notify
         self.n_q = int(acc.cfg.n_q)
         self.lag = self.n_q - 1  # the delay pattern's D (module docstring)
         self.hop = codec.hop
         torch.manual_seed(seed)
         self.gen = acc.generator(category, temperature=temperature, top_k=top_k, **(generator_kwargs or {}))
-        self.enc = codec.stream_encoder(batch=1, n_q=self.n_q)
-        self.dec = codec.stream_decoder(batch=1)
+        self.enc, self.dec = self._codec_streams()
         self.pushed = 0  # input frames encoded and fed
+
+    def _codec_streams(self):
+        """The codec's stream encoder and decoder: eager (``codec.stream_encoder``), or with
+        ``compile_codec`` its steps compiled (``streamlib.fastcodec``)."""
+        if not self.compile_codec:
+            return self.codec.stream_encoder(batch=1, n_q=self.n_q), self.codec.stream_decoder(batch=1)
+        from streamlib.fastcodec import FrameDecoder, FrameEncoder
+
+        return (FrameEncoder(self.codec, self.n_q, notify=self.notify),
+                FrameDecoder(self.codec, notify=self.notify))
 
     def warm_up(self) -> float:
         """Before the clock starts: compile / run the generator's step (``warm_up``, if it has one) and
-        push one frame through a scratch codec stream; seconds taken."""
+        push frames through scratch codec streams (compiling their steps with ``compile_codec``);
+        seconds taken."""
+        from streamlib.model.fast import compile_settings
+
         start = time.perf_counter()
         if hasattr(self.gen, "warm_up"):
             self.gen.warm_up()
-        scratch = self.codec.stream_encoder(batch=1, n_q=self.n_q)
-        self.codec.stream_decoder(batch=1).push(scratch.push(torch.zeros(self.hop)))
+        enc, dec = self._codec_streams()
+        if self.compile_codec:
+            from streamlib.fastcodec import READY
+
+            if self.codec.model not in READY and self.notify:
+                self.notify("compiling the codec's steps (once per codec and process; --no-compile skips it)")
+            READY.add(self.codec.model)
+        with compile_settings():
+            dec.push(enc.push(torch.zeros(3 * self.hop)))
         return time.perf_counter() - start
 
     def needed(self, t: int) -> int:
@@ -343,6 +363,7 @@ def stream(
     output_frames: int | None = None,
     clock: Clock = time.perf_counter,
     generator_kwargs: dict | None = None,
+    compile_codec: bool = False,
     progress: bool = False,
 ) -> StreamResult:
     """Stream ``input_audio`` (mono, ``codec.sample_rate``) through ``acc`` and ``codec``.
@@ -353,7 +374,8 @@ def stream(
     has ``input frames - max(t_f + D, 0)`` frames unless ``output_frames`` says fewer, so that every
     chunk's visible input ``x(1 : t + t_f + D)`` exists (paper A.7: a model with t_f > 0 sees t_f more
     input than it outputs). ``generator_kwargs`` go to ``acc.generator`` (``fast=True``: the fast path);
-    its warm-up (compiling) runs before the clock starts. ``progress`` shows a progress bar over the chunks.
+    ``compile_codec`` runs the codec's steps compiled (``streamlib.fastcodec``); compiling happens in a
+    warm-up before the clock starts. ``progress`` shows a progress bar over the chunks.
     """
     model_spec: StreamSpec = acc.spec
     if spec is not None:
@@ -377,7 +399,8 @@ def stream(
         raise StreamError("a prompt warm start needs the ground-truth accompaniment (prompt_audio)")
 
     engine = ChunkEngine(acc, codec, category, temperature=temperature, top_k=top_k, seed=seed,
-                         generator_kwargs=generator_kwargs, clock=clock)
+                         generator_kwargs=generator_kwargs, compile_codec=compile_codec,
+                         notify=(generator_kwargs or {}).get("notify"), clock=clock)
     warm_up_s = engine.warm_up()
 
     def source(first: int, stop: int) -> np.ndarray:
@@ -419,15 +442,17 @@ def stream(
         prompt_frames=prompt,
         info={"delay_pattern_frames": lag, "temperature": temperature, "top_k": top_k, "seed": seed,
               "jitter_mean_s": getattr(jitter, "mean_s", None) if jitter else 0.0,
-              **generator_info(engine.gen, warm_up_s)},
+              **engine_info(engine, warm_up_s)},
     )
 
 
-def generator_info(gen, warm_up_s: float) -> dict:
-    """What the timing report says about the decode path: ``decode_path`` (plain / fast, compiled or
-    eager), the warm-up seconds before the clock and the torch threads."""
+def engine_info(engine: ChunkEngine, warm_up_s: float) -> dict:
+    """What the timing report says about the engine: ``decode_path`` (plain / fast, compiled or eager),
+    ``codec_steps`` (compiled or eager), the warm-up seconds before the clock and the torch threads."""
+    gen = engine.gen
     path = "plain" if not hasattr(gen, "warm_up") else "fast, compiled" if gen.compiled else "fast, eager"
-    return {"decode_path": path, "warm_up_s": warm_up_s, "torch_threads": torch.get_num_threads()}
+    codec = "compiled" if getattr(engine.enc, "step", None) is not None and engine.enc.step.compiled else "eager"
+    return {"decode_path": path, "codec_steps": codec, "warm_up_s": warm_up_s, "torch_threads": torch.get_num_threads()}
 
 
 # ----------------------------------------------------------------------------- threads
@@ -494,7 +519,8 @@ def thread_probe(acc, codec, audio: np.ndarray, category: int, seconds: float = 
     """A ``measure`` for ``choose_threads``: stream the first ``seconds`` of ``audio`` with ``n``
     threads (the decode path's warm-up outside the clock) and return compute seconds per frame."""
     n = min(len(audio), int(seconds * codec.sample_rate) + (max(acc.spec.tf, 0) + acc.cfg.n_q) * codec.hop)
-    kwargs = {k: v for k, v in stream_kwargs.items() if k in ("generator_kwargs", "temperature", "top_k")}
+    kwargs = {k: v for k, v in stream_kwargs.items() if k in ("generator_kwargs", "compile_codec", "temperature",
+                                                                 "top_k")}
 
     def measure(threads: int) -> float:
         torch.set_num_threads(threads)
@@ -541,7 +567,7 @@ def stream_file(
     Writes the accompaniment, the mix and ``timing.json`` into ``out`` (if given). ``kwargs`` go to ``stream``.
     """
     from streamlib.audio import input_notes, load_audio
-    from streamlib.codec import load_codec
+    from streamlib.codec import codec_for
     from streamlib.config import to_frames
     from streamlib.model import load_accompanist
     from streamlib.tokens.categories import CATEGORIES
@@ -550,7 +576,7 @@ def stream_file(
     acc = load_accompanist(checkpoint)
     check_spec(acc.spec, None if tf is None else to_frames(tf, name="tf"),
                None if k is None else to_frames(k, name="k"), what=str(checkpoint))
-    codec = load_codec(codec_path)
+    codec = codec_for(acc, codec_path)
     audio, _ = load_audio(input_path, codec.sample_rate)
     notes = input_notes(input_path, audio, codec.sample_rate)
     if notify:
@@ -638,7 +664,7 @@ def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: 
     """The shipped accompanists and codec when they exist (optionally only ``specs``), otherwise tiny
     randomly initialised ``debug`` models at ``FALLBACK_SPECS`` -- with a note saying so: their output
     is noise-like and says nothing about the paper's trade-offs."""
-    from streamlib.codec import CausalCodec, load_codec
+    from streamlib.codec import CausalCodec, codec_for
     from streamlib.codec.codec import default_checkpoint
     from streamlib.config import get_preset, seed_everything
     from streamlib.model import Accompanist, load_accompanist
@@ -648,7 +674,8 @@ def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: 
         shipped = [e for e in shipped if (e.tf, e.k) in set(specs)]
     if shipped and default_checkpoint().exists():
         models = {(e.tf, e.k): load_accompanist(e.path) for e in shipped}
-        return BookModels(load_codec(), models, True, f"shipped checkpoints: {len(models)} streaming models")
+        codec = codec_for(next(iter(models.values())))  # the codec they were trained with
+        return BookModels(codec, models, True, f"shipped checkpoints: {len(models)} streaming models")
     seed_everything(0)
     preset = get_preset("debug")
     codec = CausalCodec(preset.codec)
@@ -670,7 +697,7 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
     defaults to the shipped streaming model with the smallest lead (t_f < 0 closest to 0, smallest k).
     ``threads`` as in ``stream_file``. ``kwargs`` go to ``stream`` (a ``prompt_seconds`` warm start
     uses the held-out stem)."""
-    from streamlib.codec import load_codec
+    from streamlib.codec import codec_for
     from streamlib.data.examples import load_example
     from streamlib.model import load_accompanist
     from streamlib.tokens.categories import CATEGORIES, TARGET_CATEGORIES
@@ -688,8 +715,8 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
         raise StreamError(f"{example} has stems {names}, not {target!r}")
     inputs = [s for s in names if s != target]
     cat = clip.categories[target] if category is None else parse_category(category)
-    codec = load_codec(codec_path)
     acc = load_accompanist(checkpoint)
+    codec = codec_for(acc, codec_path)
     if clip.sample_rate != codec.sample_rate:
         raise StreamError(f"example at {clip.sample_rate} Hz, codec at {codec.sample_rate} Hz")
     tracks = [clip.stems[s] for s in inputs]
@@ -763,7 +790,7 @@ __all__ = [
     "check_spec",
     "fed_input_count",
     "ChunkEngine",
-    "generator_info",
+    "engine_info",
     "stream",
     "ThreadChoice",
     "free_cores",

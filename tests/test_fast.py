@@ -132,5 +132,5 @@ def test_compiled_equals_eager_and_failure_falls_back(tables, monkeypatch):
     for g in (gen, ref):
         g.feed_input(x[:, :40])
     assert torch.equal(gen.generate(30), ref.generate(30))
-    assert not gen.compiled and notes == ["torch.compile failed (RuntimeError: no C++ compiler); "
-                                          "the fast path runs eagerly"]
+    assert not gen.compiled and notes == ["torch.compile failed for the fast decode step (RuntimeError: "
+                                          "no C++ compiler); it runs eagerly"]

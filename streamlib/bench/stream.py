@@ -5,8 +5,10 @@ checkpoint when it exists, else random weights: speed does not depend on the val
 given (``--codec``, repeatable; default the shipped one), on the simulated clock of
 ``streamlib.stream`` with the command line's default timing (tau_sys = tau_jitter = 20 ms), in one run:
 
-* ``fast``: the fast decode path (``streamlib.model.fast``, compiled, its warm-up before the clock);
-* ``plain``: the plain ``Generator`` with its KV cache;
+* ``fast``: the fast decode path (``streamlib.model.fast``) and the codec's compiled steps
+  (``streamlib.fastcodec``), compiled in the warm-up before the clock;
+* ``fast model, eager codec``: the fast decode path with the codec's own stream encoder and decoder;
+* ``plain``: the plain ``Generator`` with its KV cache and the codec's own streams;
 * ``no cache``: a baseline that recomputes the whole history for every frame (a fresh generator fed all
   input and output so far, ``NoCacheGenerator``), over a shorter stretch;
 * ``fast, second core busy``: the fast path again for ``--busy-seconds`` (60 s) while a CPU-bound
@@ -170,23 +172,26 @@ def run(args: argparse.Namespace) -> int:
     for codec_name, codec in codecs:
         x = _tiled(audio, max(args.seconds, args.busy_seconds), codec.sample_rate)
         results = {}
-        for label, seconds, model, kwargs in (("fast", args.seconds, acc, fast), ("plain", args.seconds, acc, None),
-                                              ("no cache", args.baseline_seconds, _NoCache(acc), None)):
+        for label, seconds, model, kwargs, compiled in (
+                ("fast", args.seconds, acc, fast, True), ("fast model, eager codec", args.seconds, acc, fast, False),
+                ("plain", args.seconds, acc, None, False),
+                ("no cache", args.baseline_seconds, _NoCache(acc), None, False)):
             if seconds <= 0:
                 continue
-            stream(model, codec, x[: codec.sample_rate // 2], cat, generator_kwargs=kwargs)  # warm-up run
+            stream(model, codec, x[: codec.sample_rate // 2], cat, generator_kwargs=kwargs,
+                   compile_codec=compiled)  # warm-up run
             results[label] = stream(model, codec, x, cat, seed=0, timing=timing, generator_kwargs=kwargs,
-                                    output_frames=to_frames(seconds))
+                                    compile_codec=compiled, output_frames=to_frames(seconds))
         if args.busy_seconds > 0 and (os.cpu_count() or 1) >= 2:
             with BusyCore():
                 results["fast, second core busy"] = stream(acc, codec, x, cat, seed=0, timing=timing,
-                                                           generator_kwargs=fast,
+                                                           generator_kwargs=fast, compile_codec=True,
                                                            output_frames=to_frames(args.busy_seconds))
         for label, res in results.items():
             lat = res.latency_percentiles()
             parts = {p: sum(getattr(r, f"{p}_s") for r in res.records) for p in ("encode", "generate", "decode")}
             share = " / ".join(f"{100 * parts[p] / res.compute_s:.0f} %" for p in ("encode", "generate", "decode"))
-            path = res.info["decode_path"] if label.startswith("fast") else label
+            path = f"{res.info['decode_path']}; codec {res.info['codec_steps']}"
             rows.append(f"| {codec_name} | {label} ({path}) | {res.streamed_frames / 50:g} | {res.x_real_time:.2f} "
                         f"| {lat['p50'] * 1e3:.1f} | {lat['p99'] * 1e3:.1f} | {res.n_late} of {len(res.records)} "
                         f"| {share} |")

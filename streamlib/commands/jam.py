@@ -62,9 +62,10 @@ def _run(args: argparse.Namespace) -> int:
         audio, _ = load_audio(args.input, codec.sample_rate)
         for text in input_notes(args.input, audio, codec.sample_rate):
             note(text)
-    kwargs = generator_kwargs(args)
+    kwargs, compile_codec = generator_kwargs(args), not (args.plain or args.no_compile)
     probe_audio = audio if audio is not None else np.zeros(2 * codec.sample_rate, dtype=np.float32)
-    choice = set_threads(args.threads, thread_probe(acc, codec, probe_audio, category, generator_kwargs=kwargs))
+    choice = set_threads(args.threads, thread_probe(acc, codec, probe_audio, category, generator_kwargs=kwargs,
+                                                    compile_codec=compile_codec))
     source = args.input or f"input device {args.input_device or '(default)'}"
     print(f"jamming: {source} -> {port.name}; {acc.spec.tf_seconds:g} s t_f, k = {acc.spec.k_seconds:g} s "
           f"({checkpoint}); Ctrl-C stops", flush=True)
@@ -75,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         result = run_session(acc, codec, category, port, input_audio=audio, seconds=args.seconds,
                              play_mix={"mix": True, "accompaniment": False}.get(args.play),
                              block_frames=args.block_frames, temperature=args.temperature, top_k=args.top_k,
-                             seed=args.seed, generator_kwargs=kwargs, progress=progress)
+                             seed=args.seed, generator_kwargs=kwargs, compile_codec=compile_codec, progress=progress)
     result.info.update(checkpoint=str(checkpoint), input=source, threads=choice.reason)
     paths = save_session(result, args.out)
     info = result.info

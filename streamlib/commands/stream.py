@@ -45,9 +45,9 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch threads, or auto (default): measured on the first second of input, never more "
                         "than the cores the load average leaves free")
     p.add_argument("--plain", action="store_true",
-                   help="the plain decode path (chapter 6's Generator) instead of the fast one (chapter 8)")
+                   help="the plain engine (chapter 6's Generator, the codec's eager streams) instead of the fast one")
     p.add_argument("--no-compile", action="store_true",
-                   help="the fast path without torch.compile: no compile wait before the clock, slower steps")
+                   help="the fast path without torch.compile (model and codec): no compile wait, slower steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -68,6 +68,7 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
         "prompt_seconds": args.prompt_seconds,
         "progress": not args.quiet,
         "generator_kwargs": generator_kwargs(args),
+        "compile_codec": not (args.plain or args.no_compile),
     }
 
 
@@ -112,8 +113,9 @@ def late_explanation(result: StreamResult, *, threads: int, cores: int, load: fl
             tries.append("a checkpoint with more lead (a more negative t_f)")
         if result.info.get("jitter_mean_s"):
             why.append(f"--jitter-ms adds {result.info['jitter_mean_s'] * 1e3:g} ms per chunk on average")
-        if result.info.get("decode_path", "fast, compiled") != "fast, compiled":
-            why.append(f"the {result.info['decode_path']} decode path")
+        path, codec = result.info.get("decode_path", "fast, compiled"), result.info.get("codec_steps", "compiled")
+        if (path, codec) != ("fast, compiled", "compiled"):
+            why.append(f"the {path} decode path with {codec} codec steps")
             tries.append("the compiled fast path (no --plain / --no-compile)")
         if threads < cores:
             why.append(f"{threads} torch thread{'s' if threads > 1 else ''} on {cores} cores")
@@ -134,7 +136,8 @@ def print_report(result: StreamResult, paths: dict[str, Path], headline: str | N
     print(headline or summary(result))
     info = result.info
     threads = info.get("threads") or f"{info['torch_threads']} torch threads"
-    print(f"decode path: {info['decode_path']} (warmed up before the clock); {threads}")
+    print(f"decode path: {info['decode_path']}, codec steps {info['codec_steps']} (warmed up before the clock); "
+          f"{threads}")
     explanation = late_explanation(result, threads=info["torch_threads"], cores=os.cpu_count() or 1,
                                    load=os.getloadavg()[0])
     if explanation:

@@ -29,6 +29,7 @@ dtype): re-build after changing them. bf16 weights are used only where ``bf16_su
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from typing import Callable
@@ -190,12 +191,59 @@ _READY: "weakref.WeakSet[FastDecoder]" = weakref.WeakSet()  # decoders whose com
 
 def compiled_step(decoder: FastDecoder) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
     """``torch.compile`` of ``decoder``, built once per decoder. Compiling happens at its first call, which
-    ``FastGenerator.warm_up`` makes under inductor's ``freezing`` (weights become constants of the graph,
-    linear layers get pre-packed kernels: ~2x faster than unfrozen at the book size on one core) and
-    ``cpp_wrapper`` (the graph is called from C++, not Python: ~10 % faster)."""
+    ``FastGenerator.warm_up`` makes under ``compile_settings``."""
     if decoder not in _COMPILED:
         _COMPILED[decoder] = torch.compile(decoder, fullgraph=True, dynamic=False)
     return _COMPILED[decoder]
+
+
+class CompiledStep:
+    """``compiled`` (a ``torch.compile`` of ``eager``) that falls back to ``eager`` on any compiler failure,
+    once, telling ``notify`` why; ``compiled=None``: ``eager`` only. The fast generator's step and the
+    engine's compiled codec steps (``streamlib.fastcodec``) run through it."""
+
+    def __init__(self, eager: Callable, compiled: Callable | None, what: str,
+                 notify: Callable[[str], None] | None = None):
+        self.eager, self.what, self.notify = eager, what, notify
+        self.fn = eager if compiled is None else compiled
+
+    @property
+    def compiled(self) -> bool:
+        return self.fn is not self.eager
+
+    def __call__(self, *args):
+        try:
+            return self.fn(*args)
+        except Exception as error:  # any compiler failure: the same function, eagerly
+            if not self.compiled:
+                raise
+            self.fn = self.eager
+            if self.notify:
+                self.notify(f"torch.compile failed for {self.what} ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:200]}); it runs eagerly")
+            return self.fn(*args)
+
+
+@contextlib.contextmanager
+def compile_settings():
+    """How warm-ups compile: inductor ``freezing`` (weights become constants of the graph, linear layers
+    get pre-packed kernels: ~2x faster than unfrozen at the book size on one core), ``cpp_wrapper`` (the
+    graph is called from C++, not Python: ~10 % faster), room for ``MAX_COMPILED`` graphs per function,
+    and without torch's "No CUDA runtime is found" warning on CPU-only machines."""
+    import logging
+
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with inductor_config.patch(freezing=True, cpp_wrapper=True), \
+                dynamo_config.patch(recompile_limit=MAX_COMPILED):
+            yield
+    finally:
+        quiet.setLevel(level)
 
 
 class FastGenerator:
@@ -240,8 +288,9 @@ class FastGenerator:
         self.levels = torch.arange(self.n_q, device=self.device)
         self.noise = torch.empty(0)
         self.noise_used = NOISE_BLOCK
-        self.step = compiled_step(self.decoder) if compile else self.decoder
-        self.compiled, self.warm = compile, False
+        self.step = CompiledStep(self.decoder, compiled_step(self.decoder) if compile else None,
+                                 "the fast decode step", notify)
+        self.warm = False
 
     # -------------------------------------------------------------- the Generator API
     @torch.inference_mode()
@@ -287,31 +336,25 @@ class FastGenerator:
         self.n_output += k
         return out
 
+    @property
+    def compiled(self) -> bool:
+        """The step runs compiled (False: asked not to, or compiling failed)."""
+        return self.step.compiled
+
     @torch.inference_mode()
     def warm_up(self) -> float:
         """Compile (if asked) and run the step three times; seconds taken. The engine calls it before
         its clock starts; ``generate`` calls it if nobody did. Up to ``MAX_COMPILED`` models per
         process get a compiled step (each its own graph: the weights are constants in it)."""
-        import logging
         import time
-
-        import torch._dynamo.config as dynamo_config
-        import torch._inductor.config as inductor_config
 
         start = time.perf_counter()
         if self.compiled and self.decoder not in _READY and self.notify:
             self.notify("compiling the fast decode step (once per model and process; --no-compile skips it)")
-        quiet = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found" on CPU machines
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            with inductor_config.patch(freezing=True, cpp_wrapper=True), \
-                    dynamo_config.patch(recompile_limit=MAX_COMPILED):
-                for position in range(3):  # compile, then two calls that must not recompile
-                    self._call(self.inputs[0], self.pad_flags[position == 0], self.keep_flags[True], self.pad_row,
-                               position, self.cache)
-        finally:
-            quiet.setLevel(level)
+        with compile_settings():
+            for position in range(3):  # compile, then two calls that must not recompile
+                self._call(self.inputs[0], self.pad_flags[position == 0], self.keep_flags[True], self.pad_row,
+                           position, self.cache)
         if self.compiled:
             _READY.add(self.decoder)
         self.cache.slot_pos.fill_(-1)  # forget the warm-up positions
@@ -354,16 +397,7 @@ class FastGenerator:
         self.noise_used += 1
         args = (codes, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values, cache.slot_pos,
                 self.inv_temperature, noise)
-        try:
-            out, k, v = self.step(*args)
-        except Exception as error:  # any compiler failure: the same step, eagerly
-            if self.step is self.decoder:
-                raise
-            self.step, self.compiled = self.decoder, False
-            if self.notify:
-                self.notify(f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
-                            f"the fast path runs eagerly")
-            out, k, v = self.step(*args)
+        out, k, v = self.step(*args)
         slot = position % cache.slot_pos.shape[0]
         cache.keys[:, :, slot] = k
         cache.values[:, :, slot] = v
@@ -381,4 +415,5 @@ def _room(buffer: Tensor, rows: int) -> Tensor:
     return grown
 
 
-__all__ = ["FastDecoder", "FastGenerator", "StaticCache", "compiled_step", "fast_decoder", "fast_dtype"]
+__all__ = ["CompiledStep", "FastDecoder", "FastGenerator", "StaticCache", "compile_settings", "compiled_step",
+           "fast_decoder", "fast_dtype"]

@@ -1,0 +1,55 @@
+"""The engine's compiled codec streams (chapter 8): the same codes and audio as the codec's own stream
+encoder and decoder over any chunking, compiled or eager; a compiler failure falls back with a note."""
+
+import pytest
+import torch
+
+from streamlib import fastcodec
+from streamlib.codec import CausalCodec
+from streamlib.config import get_preset
+from streamlib.fastcodec import FrameDecoder, FrameEncoder
+from streamlib.model.fast import compile_settings
+
+
+@pytest.fixture(scope="module")
+def codec():
+    torch.manual_seed(0)
+    return CausalCodec(get_preset("debug").codec)
+
+
+def streamed(codec, enc, dec, audio, cuts):
+    codes, out = [], []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        c = enc.push(audio[a:b])
+        codes.append(c)
+        out.append(dec.push(c))
+    return torch.cat(codes, -1), torch.cat(out, -1)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_frame_streams_equal_the_codec_streams(codec, compile):
+    audio = 0.3 * torch.randn(codec.hop * 23, generator=torch.Generator().manual_seed(1))
+    cuts = [0, 5, codec.hop, codec.hop * 3 + 7, codec.hop * 10, codec.hop * 23]  # partial frames wait
+    ref = streamed(codec, codec.stream_encoder(1, 4), codec.stream_decoder(1), audio, cuts)
+    with compile_settings():
+        enc, dec = FrameEncoder(codec, 4, compile=compile), FrameDecoder(codec, compile=compile)
+        got = streamed(codec, enc, dec, audio, cuts)
+    assert enc.step.compiled == compile and dec.step.compiled == compile
+    assert torch.equal(got[0], ref[0]) and got[0].shape == (1, 4, 23)
+    assert torch.allclose(got[1], ref[1], atol=1e-5)
+
+
+def test_a_compiler_failure_falls_back_to_the_eager_steps(codec, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("inductor exploded")
+
+    monkeypatch.setattr(fastcodec, "compiled_steps", lambda c: (broken, broken))
+    notes = []
+    enc, dec = FrameEncoder(codec, 4, notify=notes.append), FrameDecoder(codec, notify=notes.append)
+    audio = 0.3 * torch.randn(codec.hop * 4, generator=torch.Generator().manual_seed(2))
+    got = streamed(codec, enc, dec, audio, [0, codec.hop * 4])
+    ref = streamed(codec, codec.stream_encoder(1, 4), codec.stream_decoder(1), audio, [0, codec.hop * 4])
+    assert torch.equal(got[0], ref[0]) and not enc.step.compiled and not dec.step.compiled
+    assert notes == ["torch.compile failed for the codec's encoder step (RuntimeError: inductor exploded); it runs "
+                     "eagerly", "torch.compile failed for the codec's decoder step (RuntimeError: inductor exploded); "
+                     "it runs eagerly"]
