@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from streamlib import checkpoint
-from streamlib.config import FRAME_RATE, StreamSpec, to_seconds
+from streamlib.config import FRAME_RATE, to_seconds
 from streamlib.metrics import MetricScorer
 from streamlib.paths import REPO_ROOT
 from streamlib.stream import ModelEntry, shipped_models
@@ -361,14 +361,14 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
     """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures."""
     import re
 
-    from streamlib.codec import load_codec
+    from streamlib.codec import codec_for
 
     models = shipped_models(checkpoints)
     if only:
         models = [m for m in models if re.search(only, m.path.stem)]
     if not models:
         raise SweepError(f"no accompanist checkpoints in {checkpoints or 'checkpoints/models'} (book_tf*_k*.safetensors)")
-    codec = load_codec(codec_path)
+    codec = codec_for(models[0].load(), codec_path)  # the codec the shipped models were trained with
     from streamlib.tokens.delay import added_latency_frames
 
     delay = added_latency_frames(models[0].load().cfg.n_q)  # the delay pattern's D (streamlib.stream)

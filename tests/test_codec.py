@@ -206,3 +206,16 @@ def test_semitone_spectrum_finds_the_note():
     t = torch.arange(16_000) / 16_000
     bands = SemitoneSpectrum(16_000, 320)(torch.sin(2 * torch.pi * 220.0 * t)[None, None])[0, :, -10:].mean(-1)
     assert int(bands.argmax()) == 57 - 24 and bands[33] > 5 * max(bands[32], bands[34])
+
+
+def test_codec_for_finds_the_codec_a_model_was_trained_with(codec, tmp_path):
+    """Models record their codec's weights hash; codec_for picks that codec among the shipped ones."""
+    from types import SimpleNamespace
+
+    from streamlib.codec import codec_for, find_codec
+
+    path = tmp_path / "old.safetensors"
+    save_weights(path, codec.model.state_dict(), {"config": dataclasses.asdict(codec.cfg)})
+    sha = load_codec(path).card["weights_sha256"]
+    assert find_codec(sha, tmp_path) == path and find_codec("0" * 16, tmp_path) is None
+    assert codec_for(SimpleNamespace(card={"codec_sha256": sha}), path).card["weights_sha256"] == sha

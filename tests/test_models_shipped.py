@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlib.checkpoint import file_sha256
-from streamlib.codec import default_checkpoint, load_codec
+from streamlib.codec import codec_for
 from streamlib.compare import read_window_losses, window_losses
 from streamlib.model import load_accompanist
 from streamlib.stream import shipped_models
@@ -51,8 +50,9 @@ def test_the_book_grid_is_shipped():
 def test_loads_and_scores_its_card(entry):
     acc = load_accompanist(entry.path)
     card = acc.card
-    assert card["codec_sha256"] == file_sha256(default_checkpoint())
-    acc.check_codec(load_codec())
+    codec = codec_for(acc)  # the shipped codec these weights were trained with (see find_codec)
+    assert card["codec_sha256"] == codec.card["weights_sha256"]
+    acc.check_codec(codec)
     assert card["fixture"]["path"] == FIXTURE.name
     loss = score_windows(acc, load_val_fixture(FIXTURE), card["window_frames"])
     assert loss == pytest.approx(card["fixture"]["loss"], abs=2e-3)

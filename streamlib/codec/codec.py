@@ -193,3 +193,30 @@ def load_codec(path: str | Path | None = None, device: str | torch.device | None
     if device is not None:
         codec = codec.to(device)
     return codec.eval()
+
+
+def find_codec(sha256: str, folder: str | Path | None = None) -> Path | None:
+    """The shipped codec checkpoint whose card says its weights hash is ``sha256`` (or None)."""
+    folder = Path(folder) if folder is not None else default_checkpoint().parent
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            if load_card(path).get("weights_sha256") == sha256:
+                return path
+        except CheckpointError:
+            continue
+    return None
+
+
+def codec_for(model, path: str | Path | None = None, device: str | torch.device | None = None) -> CausalCodec:
+    """The codec an accompanist was trained with: ``path`` if given, else the shipped codec whose
+    weights hash the model's card records (``codec_sha256``), else the default codec.
+
+    When the book's codec is retrained, models trained on the previous one keep working with the
+    codec they learnt (kept beside it), until they are retrained too. A model paired with the wrong
+    codec is refused by ``Accompanist.check_codec``.
+    """
+    if path is not None:
+        return load_codec(path, device)
+    sha = (getattr(model, "card", None) or {}).get("codec_sha256")
+    found = find_codec(sha) if sha else None
+    return load_codec(found, device)

@@ -71,3 +71,23 @@ def codes_figure(codes: Tensor, title: str = "RVQ codes"):
                                colorscale="Viridis", colorbar=dict(title="code")))
     fig.update_layout(title=title, xaxis_title="time (s)", height=120 + 30 * c.shape[0])
     return fig
+
+
+def chroma_figure(panels: dict[str, Tensor], sample_rate: int, title: str = ""):
+    """Stacked chromagrams (``streamlib.pitch.chroma``, each frame scaled to its maximum) of several
+    signals: the notes of the chords as horizontal bands that move when the chord changes."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from streamlib.pitch import FRAME_RATE, PITCH_NAMES, chroma
+
+    names = list(panels)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.06)
+    for i, name in enumerate(names, start=1):
+        c = chroma(panels[name], sample_rate)
+        c = c / np.maximum(c.max(axis=0, keepdims=True), 1e-9)
+        fig.add_trace(go.Heatmap(z=c, x=np.arange(c.shape[1]) / FRAME_RATE, y=list(PITCH_NAMES), zmin=0, zmax=1,
+                                 colorscale="Viridis", showscale=i == 1), row=i, col=1)
+    fig.update_xaxes(title_text="time (s)", row=len(names), col=1)
+    fig.update_layout(title=title, height=220 * len(names))
+    return fig

@@ -92,9 +92,9 @@ def _export(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     check_output_file(args.fixture, "--fixture")
     card = export_codec(args.state, args.out, args.data, half=args.half, fixture=args.fixture,
-                        max_tracks=args.max_tracks)
-    print(json.dumps({k: card[k] for k in ("steps", "wall_hours", "quality", "fp16_check", "weights_dtype")
-                      if k in card}, indent=1))
+                        max_tracks=args.max_tracks, pitch_data=args.pitch_data)
+    print(json.dumps({k: card[k] for k in ("steps", "wall_hours", "quality", "fp16_check", "weights_dtype", "pitch",
+                                           "speed") if k in card}, indent=1))
     return 0
 
 
@@ -175,6 +175,8 @@ def register(sub) -> None:
     e.add_argument("--fixture", default="tests/fixtures/codec_fixture.flac",
                    help="where to store the tiny fixture clip the tests check the card against")
     e.add_argument("--max-tracks", type=int, default=24)
+    e.add_argument("--pitch-data", help="a synthesised set never trained on, for the pitch measurements "
+                                        "(e.g. data/synth-heldout: data synth --tracks 24 --seed 7)")
     e.set_defaults(func=_export)
 
     v = what.add_parser("eval", help="held-out reconstruction quality of a checkpoint")
