@@ -15,6 +15,7 @@ from streamlib.model.fast import FastGenerator, StaticCache, fast_decoder
 
 PRESET = get_preset("debug")  # max_frames 128: streams below run past the window
 SIZE = PRESET.codec.codebook_size
+FP32 = torch.float32  # the default is bf16 on CPUs with native bf16: close to the plain path, not equal
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +51,14 @@ def streamed(acc, tf: int, k: int, frames: int, x: torch.Tensor, **options) -> t
 def test_fast_equals_plain_greedy(tables, tf, k):
     acc, x = make(tables, tf, k), codes(220, 1)
     plain = streamed(acc, tf, k, 180, x)  # 180 frames + offsets > the 128-position window: it slides
-    fast = streamed(acc, tf, k, 180, x, fast=True, compile=False)
+    fast = streamed(acc, tf, k, 180, x, fast=True, compile=False, dtype=FP32)
     assert torch.equal(plain, fast)
 
 
 def test_fast_prompt_and_offline_equal_plain(tables):
     acc, truth = make(tables, -2), codes(6, 9)
     outs = []
-    for options in ({}, {"fast": True, "compile": False}):
+    for options in ({}, {"fast": True, "compile": False, "dtype": FP32}):
         gen = acc.generator(0, top_k=1, **options)
         gen.feed_input(codes(40, 10))
         gen.feed_output(truth)
@@ -65,7 +66,7 @@ def test_fast_prompt_and_offline_equal_plain(tables):
     assert torch.equal(outs[0], outs[1]) and gen.n_output == 14
     offline, x = make(tables, 0, offline=True), codes(30, 11)
     outs = []
-    for options in ({}, {"fast": True, "compile": False}):
+    for options in ({}, {"fast": True, "compile": False, "dtype": FP32}):
         gen = offline.generator(5, top_k=1, **options)
         gen.feed_input(x)
         outs.append(gen.generate(12))
@@ -111,10 +112,10 @@ def test_fast_options_need_fast(tables):
 def test_compiled_equals_eager_and_failure_falls_back(tables, monkeypatch):
     acc, x = make(tables, -3, 2, seed=4), codes(90, 5)
     notes = []
-    compiled = acc.generator(1, top_k=1, fast=True, compile=True, notify=notes.append)
+    compiled = acc.generator(1, top_k=1, fast=True, compile=True, dtype=FP32, notify=notes.append)
     compiled.warm_up()
     assert compiled.compiled, notes
-    gens = [compiled, acc.generator(1, top_k=1, fast=True, compile=False)]
+    gens = [compiled, acc.generator(1, top_k=1, fast=True, compile=False, dtype=FP32)]
     for gen in gens:
         gen.feed_input(x[:, :40])
     assert torch.equal(gens[0].generate(30), gens[1].generate(30))
@@ -127,10 +128,27 @@ def test_compiled_equals_eager_and_failure_falls_back(tables, monkeypatch):
 
     monkeypatch.setattr(fastmod, "compiled_step", broken)
     notes.clear()
-    gen = FastGenerator(acc, 1, top_k=1, compile=True, notify=notes.append)
-    ref = FastGenerator(acc, 1, top_k=1, compile=False)
+    gen = FastGenerator(acc, 1, top_k=1, compile=True, dtype=FP32, notify=notes.append)
+    ref = FastGenerator(acc, 1, top_k=1, compile=False, dtype=FP32)
     for g in (gen, ref):
         g.feed_input(x[:, :40])
     assert torch.equal(gen.generate(30), ref.generate(30))
     assert not gen.compiled and notes == ["torch.compile failed for the fast decode step (RuntimeError: "
                                           "no C++ compiler); it runs eagerly"]
+
+
+def test_bf16_weights_stay_close_to_fp32(tables):
+    """bf16 (the default where ``bf16_supported``; emulated, slowly, elsewhere) gives logits within bf16
+    rounding of fp32, and generates."""
+    acc = make(tables, -2)
+    outs = []
+    for dtype in (torch.float32, torch.bfloat16):
+        dec = fast_decoder(acc, dtype)
+        cache = dec.new_cache()
+        with torch.inference_mode():
+            outs.append(dec.logits(codes(1, 3)[:, 0], torch.tensor(False), torch.tensor(True), codes(1, 4)[:, 0] + 19,
+                                   torch.tensor(0), cache.keys, cache.values, cache.slot_pos)[0])
+    assert outs[1].dtype == torch.float32 and (outs[1] - outs[0]).abs().max() < 0.05 * outs[0].abs().max()
+    gen = acc.generator(0, fast=True, compile=False, dtype=torch.bfloat16)
+    gen.feed_input(codes(20, 5))
+    assert gen.generate(4).shape == (4, 4) and gen.cache.keys.dtype == torch.bfloat16
