@@ -425,6 +425,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from streamlib.checkpoint import hardware
     from streamlib.config import seed_everything
+    from streamlib.model.fast import fast_dtype
     from streamlib.train import bf16_supported
 
     torch.set_num_threads(args.threads)
@@ -467,7 +468,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(f"| {name} | KV cache speed-up (no cache / cache) | "
                     f"x{ms['ours no cache'] / ms['ours cache']:.1f} | x{ms['hf no cache'] / ms['hf cache']:.1f} | - |")
         h = ms["hf cache"]
-        for key, what in (("ours fast step", "fast path: step (static cache, compiled, sampling)"),
+        dtype = str(fast_dtype(torch.device("cpu"))).removeprefix("torch.")
+        for key, what in (("ours fast step", f"fast path: step (static cache, compiled, sampling, {dtype} weights)"),
                           ("ours fast eager step", "fast path: step, eager (the fallback)"),
                           ("ours fast Generator", "fast path: streaming `FastGenerator`")):
             o = ms[key]
