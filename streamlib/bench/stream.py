@@ -49,8 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _models(args):
+    """(label, codec) pairs, the accompanist and where it came from: the shipped checkpoint with the codec
+    its card names (``codec_for``), else random weights (speed does not depend on them)."""
     from streamlib.checkpoint import card_path
-    from streamlib.codec import CausalCodec, load_codec
+    from streamlib.codec import CausalCodec, codec_for, load_codec
     from streamlib.codec.codec import default_checkpoint
     from streamlib.config import StreamSpec, get_preset, seed_everything
     from streamlib.model import Accompanist, load_accompanist
@@ -58,16 +60,20 @@ def _models(args):
 
     seed_everything(0)
     preset = get_preset("book")
+    spec = StreamSpec(tf=args.tf, k=args.k)
+    path = args.checkpoint or checkpoint_dir() / "models" / f"book_{spec.tag}.safetensors"
+    acc = load_accompanist(path) if card_path(path).exists() else None
     if args.codec:
-        codecs = [(path, load_codec(path)) for path in args.codec]
+        codecs = [(p, load_codec(p)) for p in args.codec]
+    elif acc is not None:
+        codec = codec_for(acc)
+        codecs = [(f"the model's own ({codec.cfg.arch}, {codec.card.get('preset', '?')} preset)", codec)]
     elif default_checkpoint().exists():
         codecs = [(str(default_checkpoint()), load_codec())]
     else:
         codecs = [("random book-preset codec", CausalCodec(preset.codec))]
-    spec = StreamSpec(tf=args.tf, k=args.k)
-    path = args.checkpoint or checkpoint_dir() / "models" / f"book_{spec.tag}.safetensors"
-    if card_path(path).exists():
-        return codecs, load_accompanist(path), f"shipped {path}"
+    if acc is not None:
+        return codecs, acc, f"shipped {path}"
     acc = Accompanist(preset.model, codecs[0][1].codebook_tables(preset.model.n_q), spec).eval()
     return codecs, acc, "random book-preset weights"
 

@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from streamlib.audio import input_notes, load_audio
-    from streamlib.codec import load_codec
+    from streamlib.codec import codec_for, load_codec
     from streamlib.commands.stream import DEFAULT_CATEGORY, generator_kwargs, note, print_report
     from streamlib.live import (ClockPort, LiveError, SoundDevicePort, list_devices, measure_latency, run_session,
                                 save_session)
@@ -42,9 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_device and not args.input and not args.measure_latency:
         raise LiveError("--no-device needs --input FILE: the software clock has no microphone")
     port = ClockPort() if args.no_device else SoundDevicePort(args.input_device, args.output_device)
-    codec = load_codec(args.codec)
     if args.measure_latency:
-        m = measure_latency(port, codec.sample_rate)
+        m = measure_latency(port, load_codec(args.codec).sample_rate)
         print(f"round-trip latency (output -> input, {port.name}): {m['latency_s'] * 1e3:.1f} ms, median of "
               f"{m['clicks']} clicks (spread {m['spread_s'] * 1e3:.1f} ms)")
         return 0
@@ -56,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
             raise LiveError("no shipped checkpoints: pass --checkpoint")
         checkpoint = smallest_lead([e for e in ready if e.tf < 0] or ready).path
     acc = load_accompanist(checkpoint)
+    codec = codec_for(acc, args.codec)  # the codec the model was trained with
     acc.check_codec(codec)
     audio = None
     if args.input:
