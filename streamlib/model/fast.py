@@ -143,7 +143,8 @@ class FastDecoder(nn.Module):
             x = x + block.ffn.down(F.silu(gate) * up)
             new_keys.append(k)
             new_values.append(v)
-        return self.heads(self.norm(x)).view(self.n_q, self.size).float(), torch.stack(new_keys), torch.stack(new_values)
+        logits = self.heads(self.norm(x)).view(self.n_q, self.size).float()
+        return logits, torch.stack(new_keys), torch.stack(new_values)
 
     def forward(self, in_codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
                 keys: Tensor, values: Tensor, slot_pos: Tensor, inv_temperature: Tensor,
@@ -183,7 +184,7 @@ def fast_decoder(acc: Accompanist, dtype: torch.dtype | None = None) -> FastDeco
     return built[dtype]
 
 
-_COMPILED: "weakref.WeakKeyDictionary[FastDecoder, Callable[..., tuple[Tensor, Tensor, Tensor]]]" = weakref.WeakKeyDictionary()
+_COMPILED: "weakref.WeakKeyDictionary[FastDecoder, Callable]" = weakref.WeakKeyDictionary()
 
 
 _READY: "weakref.WeakSet[FastDecoder]" = weakref.WeakSet()  # decoders whose compiled step has run
@@ -328,7 +329,9 @@ class FastGenerator:
             for position in range(self.cache.next_position, s + out_off):
                 codes = self.feed_position(position)
             token = codes + CODE_OFFSET
-            self.steps[s] = override_tokens(token, s, self.bos, self.forced) if s < self.n_q + self.forced.shape[1] else token
+            if s < self.n_q + self.forced.shape[1]:  # BOS or teacher-forced codes at some level
+                token = override_tokens(token, s, self.bos, self.forced)
+            self.steps[s] = token
             self.n_steps += 1
         f0 = self.n_output
         rows = torch.arange(f0, f0 + k, device=self.device)[:, None] + 1 + self.levels
@@ -395,8 +398,8 @@ class FastGenerator:
             self.noise_used = 0
         noise = self.noise[self.noise_used]
         self.noise_used += 1
-        args = (codes, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values, cache.slot_pos,
-                self.inv_temperature, noise)
+        args = (codes, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values,
+                cache.slot_pos, self.inv_temperature, noise)
         out, k, v = self.step(*args)
         slot = position % cache.slot_pos.shape[0]
         cache.keys[:, :, slot] = k
