@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from streamlib.audio import save_audio
+from streamlib.config import FRAME_RATE
 from streamlib.stream import ChunkEngine, ChunkRecord, StreamError, StreamResult, Timing, engine_info, schedule
 
 Callback = Callable[[np.ndarray, np.ndarray, int, object, object], None]  # sounddevice's duplex signature
@@ -289,7 +290,7 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
             out_codes.append(chunk)
             t += k
             if progress:
-                progress(t / 50)
+                progress(t / FRAME_RATE)
         if not running:
             stream.start()
         while session.position < t * hop and not session.error:  # play what was made

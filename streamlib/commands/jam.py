@@ -13,6 +13,7 @@ The session (input, accompaniment, mix, what was played, timing.json) is written
 from __future__ import annotations
 
 import argparse
+import sys
 
 from streamlib.cli import number
 
@@ -23,6 +24,15 @@ def _device(text: str) -> int | str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Ctrl-C before the session runs (while loading or compiling) stops without a traceback."""
+    try:
+        return _jam(args)
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C before the session started", file=sys.stderr)
+        return 130
+
+
+def _jam(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
