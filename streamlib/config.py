@@ -272,6 +272,11 @@ class Preset:
         return dataclasses.replace(self, **sections)
 
 
+# The shipped book codec (issue 15, docs/codec_experiments.md): frame-rate networks, a pitch head on
+# the first level. CodecConfig()'s own defaults stay the first book codec (a waveform DAC), so that
+# its card, and the accompanists trained on it, still load.
+BOOK_CODEC = CodecConfig(arch="spectral", latent=256, pitch_bins=84)
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(
         name="paper",
@@ -301,8 +306,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "book": Preset(
         name="book",
-        description="Trained and shipped on a 2-core CPU: 16 kHz causal codec, 4x256 decoder.",
-        codec=CodecConfig(),
+        description="Trained and shipped on a 2-core CPU: 16 kHz frame-rate causal codec, 4x256 decoder.",
+        codec=BOOK_CODEC,
         model=ModelConfig(),
         train=TrainConfig(),
     ),

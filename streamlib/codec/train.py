@@ -235,6 +235,15 @@ class CodeRestarter:
         return restarted
 
 
+def default_train_config(codec_cfg: CodecConfig, gan: bool = False) -> CodecTrainConfig:
+    """The recipe chosen by ``docs/codec_experiments.md`` for the spectral codec (2 s excerpts, restarts,
+    pitch terms); dac's recipe for the waveform codec (GAN on for the paper preset)."""
+    if codec_cfg.arch == "spectral":
+        return CodecTrainConfig(excerpt_seconds=2.0, code_restart=True, semitone_weight=5.0,
+                                pitch_head_weight=1.0 if codec_cfg.pitch_bins else 0.0, gan=gan)
+    return CodecTrainConfig(gan=gan)
+
+
 def lr_factor(step: int, cfg: CodecTrainConfig) -> float:
     """Linear warm-up to 1, then ``gamma ** (step - warmup)`` (REFERENCE section 6's ExponentialLR)."""
     if step < cfg.warmup_steps:
@@ -425,5 +434,5 @@ def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
     return model, meta
 
 
-__all__ = ["CodecTrainConfig", "CodeRestarter", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum", "lr_factor", "model_from_state",
+__all__ = ["CodecTrainConfig", "CodeRestarter", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum", "lr_factor", "model_from_state",
            "pitch_losses", "train_codec", "TrainResult"]

@@ -24,14 +24,15 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from streamlib.codec.train import CodecTrainConfig, train_codec
+    from streamlib.codec.train import default_train_config, train_codec
     from streamlib.config import get_preset
     from streamlib.paths import check_output_dir
 
     check_output_dir(args.out)
     torch.set_num_threads(args.threads)
     codec_cfg = _with_options(get_preset(args.preset).codec, args.codec_option, "--codec-option")
-    base = _with_options(CodecTrainConfig(gan=args.preset == "paper"), args.train_option, "--train-option")
+    base = _with_options(default_train_config(codec_cfg, gan=args.preset == "paper"), args.train_option,
+                         "--train-option")
     overrides = {k: v for k, v in {
         "steps": args.steps, "batch_size": args.batch_size, "excerpt_seconds": args.excerpt_seconds, "lr": args.lr,
         "warmup_steps": args.warmup_steps, "gan": args.gan, "bf16": args.bf16, "seed": args.seed,
