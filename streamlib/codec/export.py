@@ -206,20 +206,18 @@ def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path,
         clip = write_fixture(clips, cfg.sample_rate, fixture)
         card["fixture"] = {"path": str(fixture.name), "sha256": file_sha256(fixture),
                            **fixture_numbers(load_codec(out), clip)}
-    final = load_codec(out) if fixture is not None else None
+    save_weights(out, state, card, half=use_half)
+    final = load_codec(out)  # the weights as shipped
     if pitch_data is not None:
         import json
 
         from streamlib.codec.pitch_eval import load_excerpts, pitch_fidelity
 
-        save_weights(out, state, card, half=use_half)
-        final = load_codec(out)
         recipe = Path(pitch_data) / "synth.json"
         card["pitch"] = {"data": {"root": str(pitch_data),
                                   **(json.loads(recipe.read_text()) if recipe.exists() else {})},
                          **pitch_fidelity(final, load_excerpts(pitch_data, max_tracks=max_tracks))}
         card["pitch_fixture"] = {"recipe": PITCH_FIXTURE, **pitch_fixture_numbers(final)}
-    if final is not None:
-        card["speed"] = streaming_speed(final)
+    card["speed"] = streaming_speed(final)
     save_weights(out, state, card, half=use_half)
     return card

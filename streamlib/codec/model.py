@@ -142,6 +142,10 @@ class _Chain(nn.Module):
                 x = layer(x)
         return x, out
 
+    def init_state(self, x: Tensor) -> State:
+        """Zero streaming states for a batch like ``x`` (shape ``[B, C_in, *]``)."""
+        return _flatten_init(self, x)
+
     @property
     def n_states(self) -> int:
         return sum(layer.n_states if isinstance(layer, _Chain) else 1 for layer in self.layers if _stateful(layer))
@@ -273,10 +277,11 @@ class RVQCodec(nn.Module):
         return z
 
     def encoder_state(self, batch: int = 1) -> State:
-        raise NotImplementedError
+        """Zero streaming state of the encoder (the left context at the start of a clip)."""
+        return self.encoder.init_state(next(self.parameters()).new_zeros(batch, 1, 0))
 
     def decoder_state(self, batch: int = 1) -> State:
-        raise NotImplementedError
+        return self.decoder.init_state(next(self.parameters()).new_zeros(batch, self.cfg.latent_dim, 0))
 
     def encode_step(self, audio: Tensor, state: State, n_q: int) -> tuple[Tensor, State]:
         """Pure streaming encode: new samples + state -> codes of the frames now complete + state."""
@@ -300,14 +305,6 @@ class CausalDAC(RVQCodec):
         self.quantizer = self._quantizer(cfg)
         self.decoder = decoder_chain(cfg)
         self.apply(_init_weights)
-
-    def encoder_state(self, batch: int = 1) -> State:
-        x = next(self.parameters()).new_zeros(batch, 1, 0)
-        return _flatten_init(self.encoder, x)
-
-    def decoder_state(self, batch: int = 1) -> State:
-        x = next(self.parameters()).new_zeros(batch, self.cfg.latent_dim, 0)
-        return _flatten_init(self.decoder, x)
 
 
 def build_codec_model(cfg: CodecConfig) -> RVQCodec:

@@ -159,8 +159,9 @@ def _probe_task(excerpts, features, labels, keep=None, auc=False) -> float:
 
 def _majority(excerpts, labels, keep) -> float:
     first = _split(excerpts)
-    train = np.concatenate([labels(e)[keep(labels(e))] for e in excerpts if e.track in first])
-    test = np.concatenate([labels(e)[keep(labels(e))] for e in excerpts if e.track not in first])
+    kept = {id(e): (y := labels(e))[keep(y)] for e in excerpts}
+    train = np.concatenate([kept[id(e)] for e in excerpts if e.track in first])
+    test = np.concatenate([kept[id(e)] for e in excerpts if e.track not in first])
     values, counts = np.unique(train, return_counts=True)
     return float((test == values[counts.argmax()]).mean())
 

@@ -201,9 +201,3 @@ class SpectralCodec(RVQCodec):
                 z_q0 = self.quantizer.quantizers[0](out["latents"].float())[0]
             out["pitch_logits"] = self.pitch_head(z_q0)
         return out
-
-    def encoder_state(self, batch: int = 1) -> State:
-        return self.encoder.init_state(next(self.parameters()).new_zeros(batch, 1, 0))
-
-    def decoder_state(self, batch: int = 1) -> State:
-        return self.decoder.init_state(next(self.parameters()).new_zeros(batch, self.cfg.latent_dim, 0))
