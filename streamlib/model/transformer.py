@@ -4,7 +4,9 @@ Pre-norm blocks of RMSNorm -> grouped-query attention (rotary positions, query-k
 learnable scale) -> RMSNorm -> SwiGLU feed-forward. The query/key/value and gate/up projections are
 fused into one matrix each (fewer kernel launches: small models on a CPU are bound by per-op cost).
 
-``Transformer.forward(x, cache=None)`` runs a causal pass over ``x [B, L, d]``. With a ``KVCache``
+``Transformer.forward(x, cache=None)`` runs a causal pass over ``x [B, L, d]``; ``Transformer(cfg,
+causal=False)`` is the same stack with full (bidirectional) attention and no cache, the backbone of the
+masked model of chapter 12 (``streamlib.model.masked``). With a ``KVCache``
 the new positions attend to everything cached before them and are appended to it, so a streaming
 loop can feed one position (or a chunk) at a time. ``KVCache.truncate(n)`` rolls the cache back to
 its first ``n`` positions (the k > 1 generator re-runs a chunk once its input has arrived).
@@ -76,8 +78,9 @@ class KVCache:
 class Attention(nn.Module):
     """Grouped-query self-attention with rotary positions and query-key RMSNorm."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, causal: bool = True):
         super().__init__()
+        self.causal = bool(causal)
         self.n_heads, self.n_kv = cfg.n_heads, cfg.n_kv_heads
         self.head_dim = cfg.d_model // cfg.n_heads
         self.qkv = nn.Linear(cfg.d_model, (self.n_heads + 2 * self.n_kv) * self.head_dim, bias=False)
@@ -98,8 +101,8 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.append(layer, k, v)
         drop = self.dropout if self.training else 0.0
-        if mask is None:  # plain causal pass over fresh positions
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop, enable_gqa=True)
+        if mask is None:  # plain pass over fresh positions: causal, or every position sees every other
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop, enable_gqa=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, enable_gqa=True)
         return self.out(y.transpose(1, 2).reshape(b, n, self.n_heads * hd))
@@ -120,10 +123,10 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, causal: bool = True):
         super().__init__()
         self.attn_norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, causal)
         self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
         self.ffn = SwiGLU(cfg)
 
@@ -133,20 +136,29 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The decoder stack: ``n_layers`` blocks and a final RMSNorm (chapter 6)."""
+    """The decoder stack: ``n_layers`` blocks and a final RMSNorm (chapter 6).
 
-    def __init__(self, cfg: ModelConfig):
+    ``causal=False``: every position attends to every other (the masked model, chapter 12); such a
+    stack takes no KV cache. The weights have the same names and shapes either way.
+    """
+
+    def __init__(self, cfg: ModelConfig, causal: bool = True):
         super().__init__()
         if cfg.cross_attention:
             raise ConfigError("cross_attention=True is not built: the paper fuses the input by addition (Eq. 3)")
         self.cfg = cfg
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.causal = bool(causal)
+        self.blocks = nn.ModuleList(Block(cfg, self.causal) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(cfg.d_model, eps=1e-6)
 
     def new_cache(self) -> KVCache:
+        if not self.causal:
+            raise ConfigError("a bidirectional transformer (causal=False) has no KV cache: it re-reads the whole window")
         return KVCache(self.cfg.n_layers, self.cfg.max_frames)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        if cache is not None and not self.causal:
+            raise ConfigError("a bidirectional transformer (causal=False) takes no KV cache")
         n = x.shape[1]
         start = 0 if cache is None else cache.next_position
         positions = torch.arange(start, start + n, device=x.device)
