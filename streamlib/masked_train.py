@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from streamlib.checkpoint import CheckpointError, hardware, load_card, load_training_state, rng_state, save_training_state
-from streamlib.config import ConfigError, TrainConfig, config_from_dict, get_device
+from streamlib.config import ConfigError, TrainConfig, bf16_supported, config_from_dict, get_device
 from streamlib.model.masked import (
     MaskedAccompanist, MaskedPreset, draw_input_keep, draw_mask, masked_config_from_dict, masked_model_loss,
     masked_preset, sample_masked, save_masked,
@@ -56,25 +56,34 @@ def _identity(run: dict) -> dict:
 
 
 def validation_masks(n: int, n_q: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed masks for ``n`` validation windows (window i's from ``default_rng([1234, i])``)."""
-    parts = [draw_mask(np.random.default_rng([1234, i]), 1, n_q, frames) for i in range(n)]
-    return torch.cat([m for m, _ in parts]), torch.cat([lv for _, lv in parts])
+    """Fixed masks for ``n`` validation windows at every level: row ``i * n_q + q`` is window i's mask with
+    L = q (u and the coins from ``default_rng([1234, i, q])``); returns ``(masks [n * n_q, n_q, T], levels)``."""
+    masks, levels = [], []
+    for i in range(n):
+        for q in range(n_q):
+            rng = np.random.default_rng([1234, i, q])
+            coin = rng.random(frames) < np.cos(rng.random() * np.pi / 2)
+            lv = np.arange(n_q)[:, None]
+            masks.append(torch.from_numpy((lv > q) | ((lv == q) & coin[None, :])))
+            levels.append(q)
+    return torch.stack(masks), torch.tensor(levels)
 
 
 @torch.no_grad()
 def evaluate_masked(model: MaskedAccompanist, windows: dict[str, torch.Tensor], device: torch.device,
                     batch_size: int = 8, by_level: bool = False) -> float | dict[int, float]:
-    """Mean cross entropy per scored token on fixed windows with fixed masks, input kept (the card's
-    number); ``by_level``: one mean per level L (the windows that drew it)."""
+    """Mean cross entropy per scored token on fixed windows, each with a fixed mask at every level L
+    (``validation_masks``), input kept: the card's number; ``by_level``: one mean per level L."""
     was = model.training
     model.eval()
     n, n_q, frames = windows["target"].shape
     masks, levels = validation_masks(n, n_q, frames)
+    rows = {key: v.repeat_interleave(n_q, dim=0) for key, v in windows.items()}  # window i at rows i*n_q .. +n_q-1
     sums, counts = np.zeros(n_q), np.zeros(n_q)
-    for lo in range(0, n, batch_size):
+    for lo in range(0, n * n_q, batch_size):
         sl = slice(lo, lo + batch_size)
-        s, c = masked_model_loss(model, windows["input"][sl].to(device), windows["target"][sl].to(device),
-                                 windows["category"][sl].to(device), masks[sl].to(device), levels[sl].to(device),
+        s, c = masked_model_loss(model, rows["input"][sl].to(device), rows["target"][sl].to(device),
+                                 rows["category"][sl].to(device), masks[sl].to(device), levels[sl].to(device),
                                  per_window=True)
         np.add.at(sums, levels[sl].numpy(), s.cpu().double().numpy())
         np.add.at(counts, levels[sl].numpy(), c.cpu().numpy())
@@ -138,13 +147,14 @@ def train_masked(run: MaskedRun, preset: MaskedPreset | str = "book", *, codec=N
         commands.append(f"{command}  # sitting from step {step}")
     ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.model.n_q, policy=run.policy, seed=run.seed)
     val = validation_windows(run.tokens, window, mcfg.model.n_q, run.val_windows, run.policy)
+    use_bf16 = tcfg.bf16 and bf16_supported(device)
 
     def save() -> None:
         save_training_state(state_path, {
             "kind": "masked", "run": dataclasses.asdict(run), "preset": preset.name, "configs": configs,
             "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(), "step": step,
             "history": history, "wall_seconds": wall, "codec_sha256": codec_sha, "window": window,
-            "hardware": hardware(), "commands": commands,
+            "hardware": {**hardware(), "bf16_autocast": use_bf16}, "commands": commands,
         })
         with open(out / "log.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
@@ -167,9 +177,10 @@ def train_masked(run: MaskedRun, preset: MaskedPreset | str = "book", *, codec=N
             rng = np.random.default_rng([run.seed, step, _MASK_STREAM])
             masked, level = draw_mask(rng, tcfg.batch_size, mcfg.model.n_q, window)
             keep = draw_input_keep(rng, tcfg.batch_size, mcfg.input_dropout)
-            summed, count = masked_model_loss(model, batch["input"].to(device), batch["target"].to(device),
-                                              batch["category"].to(device), masked.to(device), level.to(device),
-                                              keep.to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                summed, count = masked_model_loss(model, batch["input"].to(device), batch["target"].to(device),
+                                                  batch["category"].to(device), masked.to(device), level.to(device),
+                                                  keep.to(device))
             loss = summed / count.clamp(min=1)
             value = float(loss.detach())
             opt.zero_grad(set_to_none=True)
@@ -265,7 +276,8 @@ def export_masked(state_path: str | Path, out: str | Path, *, commands: list[str
         "val_loss": round(val_loss, 5),
         "val_loss_by_level": {str(k): v for k, v in evaluate_masked(model, val, cpu, by_level=True).items()},
         "val_windows": int(val["input"].shape[0]),
-        "val_note": "cross entropy on the masked positions of level L of fixed masks (draw_mask), input kept",
+        "val_note": "cross entropy on the masked positions of level L, one fixed mask per window and level "
+                    "(validation_masks), input kept",
         "fp16_check": fp16,
         "generation": time_generation(model, val) if timing else None,
         "loss_curve": {key: [r[key] for r in hist[::every]] for key in ("step", "train_loss")},

@@ -196,9 +196,14 @@ class MaskedAccompanist(nn.Module):
         return h + self.gate * self.out_norm(e_y) + self.category_embed(category)[:, None]
 
     def forward(self, input_codes: Tensor, output_codes: Tensor, category: Tensor,
-                input_keep: Tensor | None = None) -> Tensor:
+                input_keep: Tensor | None = None, level: int | None = None) -> Tensor:
+        """Code logits ``[B, n_q, T, size]``; with ``level``, that level's only, ``[B, T, size]`` (sampling
+        needs one level per iteration; the heads are a quarter of a book-size pass)."""
         x = self.backbone(self.embed(input_codes, output_codes, category, input_keep))
         b, n, _ = x.shape
+        if level is not None:
+            k = self.codebook_size
+            return F.linear(x, self.heads.weight[level * k : (level + 1) * k])
         return self.heads(x).view(b, n, self.n_q, self.codebook_size).transpose(1, 2)
 
     def check_codec(self, codec) -> None:
@@ -263,18 +268,18 @@ def masked_model_loss(model: nn.Module, inputs: Tensor, targets: Tensor, categor
 
 @torch.inference_mode()
 def guided_logits(model: MaskedAccompanist, input_codes: Tensor, output_codes: Tensor, category: Tensor,
-                  cfg_scale: float) -> Tensor:
+                  cfg_scale: float, level: int | None = None) -> Tensor:
     """Classifier-free guidance: ``uncond + s (cond - uncond)`` (one batched pass for both halves).
 
     ``cond`` reads the input, ``uncond`` has it zeroed (as input dropout did in training); scale 1 is the
-    conditional model alone (one pass), scale 0 the unconditional one.
+    conditional model alone (one pass), scale 0 the unconditional one. ``level``: that level's logits only.
     """
     check_cfg_scale(cfg_scale)
     if cfg_scale == 1.0:
-        return model(input_codes, output_codes, category)
+        return model(input_codes, output_codes, category, level=level)
     b = input_codes.shape[0]
     keep = torch.arange(2 * b, device=input_codes.device) < b
-    both = model(input_codes.repeat(2, 1, 1), output_codes.repeat(2, 1, 1), category.repeat(2), keep)
+    both = model(input_codes.repeat(2, 1, 1), output_codes.repeat(2, 1, 1), category.repeat(2), keep, level=level)
     cond, uncond = both[:b].float(), both[b:].float()
     return uncond + cfg_scale * (cond - uncond)
 
@@ -346,7 +351,7 @@ def sample_masked(model: MaskedAccompanist, input_codes: Tensor, category: int, 
     try:
         for level, (n_steps, tau) in enumerate(zip(steps, temps)):
             for i in range(n_steps):
-                logits = guided_logits(model, x, out, cat, scale)[0, level].float().cpu()  # [T, K]
+                logits = guided_logits(model, x, out, cat, scale, level=level)[0].float().cpu()  # [T, K]
                 logp = F.log_softmax(logits, dim=-1)
                 sampled = torch.multinomial(logp.exp(), 1, generator=gen)[:, 0]
                 noise = -torch.log(-torch.log(torch.rand(frames, generator=gen).clamp(1e-10, 1 - 1e-10)))

@@ -90,7 +90,7 @@ def guidance_entropy(model: MaskedAccompanist, input_codes: torch.Tensor, catego
     cat = torch.tensor([int(category)], device=x.device)
     out = []
     for s in scales:
-        logp = F.log_softmax(guided_logits(model, x, empty, cat, float(s))[0, 0].float(), dim=-1)
+        logp = F.log_softmax(guided_logits(model, x, empty, cat, float(s), level=0)[0].float(), dim=-1)
         out.append(float(-(logp.exp() * logp).sum(-1).mean()))
     return out
 
