@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from streamlib.model.masked import (
     MaskedAccompanist, MaskedPreset, draw_input_keep, draw_mask, masked_config_from_dict, masked_model_loss,
     masked_preset, sample_masked, save_masked,
 )
-from streamlib.train import _stop_on_sigterm, codec_tables, lr_at, make_batch, validation_windows
+from streamlib.train import codec_tables, lr_at, make_batch, validation_windows
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
 _MASK_STREAM = 17  # third seed word of the mask draws (the batch indices use [seed, step])
@@ -48,6 +49,32 @@ class MaskedRun:
     val_windows: int = 16
     save_every_s: float = 120.0
     max_minutes: float | None = None  # stop (and save) after this long; run again to resume
+
+
+class StopAfterStep:
+    """Ctrl-C (SIGINT) and SIGTERM while training: the first one lets the current step finish, then the loop
+    saves and stops, so a saved state never holds half an optimiser step; a second one stops at once
+    (that half step is not saved: the previous checkpoint stays). Signals can only be caught on the main
+    thread; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopAfterStep:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _identity(run: dict) -> dict:
@@ -166,49 +193,54 @@ def train_masked(run: MaskedRun, preset: MaskedPreset | str = "book", *, codec=N
     started = last_save = time.perf_counter()
     wall0 = wall
     model.train()
-    previous = _stop_on_sigterm()
-    try:
-        while step < total:
-            lr = lr_at(step, tcfg, total)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            idx = np.random.default_rng([run.seed, step]).integers(0, len(ds), size=tcfg.batch_size)
-            batch = make_batch(ds, idx, draw=step + 1)
-            rng = np.random.default_rng([run.seed, step, _MASK_STREAM])
-            masked, level = draw_mask(rng, tcfg.batch_size, mcfg.model.n_q, window)
-            keep = draw_input_keep(rng, tcfg.batch_size, mcfg.input_dropout)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                summed, count = masked_model_loss(model, batch["input"].to(device), batch["target"].to(device),
-                                                  batch["category"].to(device), masked.to(device), level.to(device),
-                                                  keep.to(device))
-            loss = summed / count.clamp(min=1)
-            value = float(loss.detach())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
-            step += 1
-            wall = wall0 + time.perf_counter() - started
-            row = {"step": step, "lr": lr, "train_loss": round(value, 5), "val_loss": "",
-                   "tokens": int(count), "seconds": round(wall, 1)}
-            if step % run.val_every == 0 or step == total:
-                row["val_loss"] = round(evaluate_masked(model, val, device), 5)
-            history.append(row)
-            if on_step is not None:
-                on_step(row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}", val=row["val_loss"] or "-")
-            if time.perf_counter() - last_save > run.save_every_s:
-                save()
-                last_save = time.perf_counter()
-            if run.max_minutes is not None and (time.perf_counter() - started) > 60 * run.max_minutes:
-                log(f"stopping after {run.max_minutes} minutes at step {step}; run again to resume")
-                break
-    finally:
-        save()  # also on Ctrl-C or SIGTERM: the run resumes from here
-        bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    consistent = True  # model, optimiser, step and history agree (not in the middle of a step)
+    with StopAfterStep() as stopper:
+        try:
+            while step < total:
+                consistent = False
+                lr = lr_at(step, tcfg, total)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                idx = np.random.default_rng([run.seed, step]).integers(0, len(ds), size=tcfg.batch_size)
+                batch = make_batch(ds, idx, draw=step + 1)
+                rng = np.random.default_rng([run.seed, step, _MASK_STREAM])
+                masked, level = draw_mask(rng, tcfg.batch_size, mcfg.model.n_q, window)
+                keep = draw_input_keep(rng, tcfg.batch_size, mcfg.input_dropout)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    summed, count = masked_model_loss(model, batch["input"].to(device), batch["target"].to(device),
+                                                      batch["category"].to(device), masked.to(device), level.to(device),
+                                                      keep.to(device))
+                loss = summed / count.clamp(min=1)
+                value = float(loss.detach())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                opt.step()
+                step += 1
+                wall = wall0 + time.perf_counter() - started
+                row = {"step": step, "lr": lr, "train_loss": round(value, 5), "val_loss": "",
+                       "tokens": int(count), "seconds": round(wall, 1)}
+                if step % run.val_every == 0 or step == total:
+                    row["val_loss"] = round(evaluate_masked(model, val, device), 5)
+                history.append(row)
+                consistent = True
+                if on_step is not None:
+                    on_step(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}", val=row["val_loss"] or "-")
+                if time.perf_counter() - last_save > run.save_every_s:
+                    save()
+                    last_save = time.perf_counter()
+                if run.max_minutes is not None and (time.perf_counter() - started) > 60 * run.max_minutes:
+                    log(f"stopping after {run.max_minutes} minutes at step {step}; run again to resume")
+                    break
+                if stopper.signal is not None:
+                    log(f"stopped by signal {stopper.signal} after step {step}; run again to resume")
+                    raise KeyboardInterrupt(f"signal {stopper.signal}")
+        finally:
+            if consistent:
+                save()  # also on Ctrl-C or SIGTERM (after the step): the run resumes from here
+            bar.close()
     val_losses = [r["val_loss"] for r in history if r["val_loss"] != ""]
     return {"step": step, "total": total, "wall_seconds": wall, "val_loss": val_losses[-1] if val_losses else None,
             "history": history, "model": model, "window": window, "codec_sha256": codec_sha}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -221,18 +223,25 @@ def test_cli_rejects_bad_options_in_one_line(capsys):
 # ----------------------------------------------------------------------------- training, resume, export
 
 
-def test_resume_is_exact(tmp_path, codec):
+@pytest.mark.parametrize("stop", ["interrupt", "sigterm"])
+def test_resume_is_exact(tmp_path, codec, stop):
     tokens = fake_cache(tmp_path / "tok")
     whole = train_masked(MaskedRun(tokens, str(tmp_path / "a"), val_every=3, val_windows=4), PRESET, codec=codec,
                          device="cpu", progress=False)
     part = MaskedRun(tokens, str(tmp_path / "b"), val_every=3, val_windows=4)
+    handler = signal.getsignal(signal.SIGTERM)
 
     def crash(row):
-        if row["step"] == 4:
+        if row["step"] == 4 and stop == "interrupt":
             raise KeyboardInterrupt  # killed mid-run: the state of step 4 is on disk
+        if row["step"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's kill: the step ends, the state is saved, it stops
 
     with pytest.raises(KeyboardInterrupt):
-        train_masked(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash, command="first")
+        train_masked(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash, command="first",
+                     log=lambda m: None)
+    assert load_training_state(tmp_path / "b" / "train_state.pt")["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) is handler  # the loop's handler is gone again
     resumed = train_masked(part, PRESET, codec=codec, device="cpu", progress=False, log=lambda m: None, command="again")
     state = load_training_state(tmp_path / "b" / "train_state.pt")
     assert state["commands"] == ["first  # sitting from step 0", "again  # sitting from step 4"]

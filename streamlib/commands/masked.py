@@ -63,7 +63,14 @@ def _train(args: argparse.Namespace) -> int:
         from streamlib.codec import load_codec
 
         codec = load_codec(args.codec)
-    result = train_masked(run, preset, codec=codec, device=args.device, command=_command_line())
+    try:
+        result = train_masked(run, preset, codec=codec, device=args.device, command=_command_line())
+    except KeyboardInterrupt:
+        import sys
+
+        print(f"stopped: the state is saved in {args.out}/train_state.pt; run the same command to resume",
+              file=sys.stderr)
+        return 130
     print(f"{result['step']}/{result['total']} steps, {result['wall_seconds'] / 60:.1f} min; "
           f"validation loss {result['val_loss']}")
     if args.export and result["step"] >= result["total"]:
