@@ -46,7 +46,7 @@ def unmasking_figure(sample: MaskedSample) -> go.Figure:
     fixed = sample.fixed_at.numpy()
     n_q, frames = fixed.shape
     total = sum(sample.steps)
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.15,
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.22,
                         subplot_titles=("iteration at which each token was fixed", "tokens fixed per iteration"))
     fig.add_trace(go.Heatmap(z=fixed, y=[f"level {q + 1}" for q in range(n_q)], colorscale="Viridis",
                              colorbar=dict(title="iteration", len=0.55, y=0.75),
@@ -59,6 +59,26 @@ def unmasking_figure(sample: MaskedSample) -> go.Figure:
     fig.update_xaxes(title_text="iteration (colour: level)", row=2, col=1)
     fig.update_yaxes(title_text="tokens", row=2, col=1)
     fig.update_layout(height=480, showlegend=False, margin=dict(t=40, b=40))
+    return fig
+
+
+def order_comparison_figure(sample: MaskedSample) -> go.Figure:
+    """When each (level, frame) token is decided, as a share of all the model passes: left, a streaming
+    accompanist with the delay pattern (level q of frame t at step t + q + 1, chapter 4); right, the masked
+    model's iterations (``sample.fixed_at``)."""
+    fixed = sample.fixed_at.numpy()
+    n_q, frames = fixed.shape
+    streaming = np.arange(frames)[None, :] + np.arange(n_q)[:, None] + 1
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06, shared_yaxes=True,
+                        subplot_titles=(f"streaming: {frames + n_q} steps, left to right",
+                                        f"masked: {sum(sample.steps)} iterations, level by level"))
+    labels = [f"level {q + 1}" for q in range(n_q)]
+    for col, (order, total) in enumerate(((streaming, frames + n_q), (fixed + 1, sum(sample.steps))), start=1):
+        fig.add_trace(go.Heatmap(z=order / total, y=labels, colorscale="Viridis", zmin=0, zmax=1, showscale=col == 2,
+                                 colorbar={"title": "share of passes"},
+                                 hovertemplate="frame %{x}, %{y}: %{z:.2f}<extra></extra>"), 1, col)
+        fig.update_xaxes(title_text="frame", row=1, col=col)
+    fig.update_layout(height=280, margin={"t": 40, "b": 40})
     return fig
 
 
@@ -95,4 +115,5 @@ def guidance_entropy(model: MaskedAccompanist, input_codes: torch.Tensor, catego
     return out
 
 
-__all__ = ["guidance_entropy", "level_mask", "mask_schedule_figure", "unmasking_figure", "unmasking_state_figure"]
+__all__ = ["guidance_entropy", "level_mask", "mask_schedule_figure", "order_comparison_figure", "unmasking_figure",
+           "unmasking_state_figure"]
