@@ -190,8 +190,9 @@ def test_sampling_is_deterministic_given_a_seed(model):
 
 def test_bad_inputs_give_clear_errors(model):
     x = codes(20)
-    with pytest.raises(ConfigError, match="steps must be whole numbers >= 1"):
-        generate_masked(model, x, 4, steps=(0, 1, 1, 1))
+    for steps in ((0, 1, 1, 1), (1.5, 1, 1, 1)):
+        with pytest.raises(ConfigError, match="steps must be whole numbers >= 1"):
+            generate_masked(model, x, 4, steps=steps)
     with pytest.raises(ConfigError, match="one step count and one temperature per level"):
         generate_masked(model, x, 4, steps=(4, 4))
     with pytest.raises(ConfigError, match="cfg_scale must be a finite number >= 0"):

@@ -25,8 +25,9 @@ that level, so they carry no loss here.
 
 Sampling (``sample_masked``): level by level, ``steps[l]`` iterations each. Every iteration samples
 a code for every masked position of the level (softmax at temperature 1, guided logits
-``uncond + s (cond - uncond)``), scores it with ``log p + tau * Gumbel`` (tau annealed linearly from
-``temperatures[l]`` to 0 over the level's steps: VampNet's confidence, paper A.7) and keeps the most
+``uncond + s (cond - uncond)``), scores it with ``log p + tau * Gumbel`` (VampNet's confidence, paper
+A.7; tau = ``temperatures[l]`` (1 - (i+1)/S), linear down to 0 at the level's last iteration, as
+VampNet anneals it) and keeps the most
 confident ones so that ``floor(T cos(pi/2 (i+1)/S))`` positions stay masked after iteration i (the
 cosine schedule; none after the last). Deterministic for a given seed.
 
@@ -325,11 +326,12 @@ def sample_masked(model: MaskedAccompanist, input_codes: Tensor, category: int, 
     ``input_codes [>= n_q, T]`` with T <= the model's ``max_frames``; ``None`` settings are the
     model's own (``model.cfg``). Returns the codes and the iteration at which each was fixed.
     """
-    steps = tuple(int(s) for s in (model.cfg.steps if steps is None else steps))
+    steps = tuple(model.cfg.steps if steps is None else steps)
     temps = tuple(float(t) for t in (model.cfg.temperatures if temperatures is None else temperatures))
-    scale = float(model.cfg.cfg_scale if cfg_scale is None else cfg_scale)
+    scale = model.cfg.cfg_scale if cfg_scale is None else cfg_scale
     check_sampling_plan(steps, temps, model.n_q)
     check_cfg_scale(scale)
+    steps, scale = tuple(int(s) for s in steps), float(scale)
     x = model.check_codes(input_codes)[None]
     frames = x.shape[-1]
     if frames > model.cfg.model.max_frames:

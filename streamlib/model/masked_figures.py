@@ -44,7 +44,7 @@ def mask_schedule_figure(level: int = 1, u: float = 0.4, n_q: int = 4, frames: i
 def unmasking_figure(sample: MaskedSample) -> go.Figure:
     """Top: the iteration at which each (level, frame) token was fixed; bottom: tokens fixed per iteration."""
     fixed = sample.fixed_at.numpy()
-    n_q, frames = fixed.shape
+    n_q = fixed.shape[0]
     total = sum(sample.steps)
     fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.22,
                         subplot_titles=("iteration at which each token was fixed", "tokens fixed per iteration"))
