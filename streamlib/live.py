@@ -200,13 +200,22 @@ class Session:
     captured: list[np.ndarray] = field(default_factory=list)
     played: list[np.ndarray] = field(default_factory=list)
     error: str | None = None  # set by the callback when the engine fell a whole ring behind
+    end: int | None = None  # where the session ends (samples): blocks after it are silent and not counted
+
+    @property
+    def over(self) -> bool:
+        """The clock has played up to ``end``."""
+        return self.end is not None and self.position >= self.end
 
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info, status) -> None:
         """The audio callback: one block in, one block out (kept short: copies and counters only)."""
         now = time.perf_counter()
+        p = self.position
+        if self.over:  # the port has not stopped yet
+            outdata[:] = 0
+            return
         if status:
             self.device_xruns += 1
-        p = self.position
         if self.input_file is not None:
             x = np.zeros(frames, dtype=np.float32)
             part = self.input_file[p : p + frames]
@@ -235,7 +244,8 @@ class Session:
 def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.ndarray | None = None,
                 seconds: float | None = None, play_mix: bool | None = None, block_frames: int = 1,
                 temperature: float = 1.0, top_k: int = 200, seed: int = 0, generator_kwargs: dict | None = None,
-                compile_codec: bool = False, progress: Callable[[float], None] | None = None) -> StreamResult:
+                compile_codec: bool = False, progress: Callable[[float], None] | None = None,
+                on_start: Callable[[], None] | None = None) -> StreamResult:
     """Accompany live input through ``port`` until the input ends, ``seconds`` pass or Ctrl-C.
 
     ``input_audio``: a file's samples (``codec.sample_rate``) played as the input in real time; None:
@@ -243,7 +253,7 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
     ``block_frames``: callback block in 50 Hz frames. The engine warms up before the port starts, and
     the chunks that need no input yet (t_f + D < 0: predicted ahead) are made before it starts too.
     ``generator_kwargs`` and ``compile_codec`` as for ``stream``; ``progress(seconds streamed)`` is
-    called after every chunk. Returns the session's ``StreamResult``
+    called after every chunk; ``on_start()`` once, when the port starts. Returns the session's ``StreamResult``
     (``info``: underruns, device xruns, the simulated clock's prediction, how it stopped).
     """
     spec, sr, hop = acc.spec, codec.sample_rate, codec.hop
@@ -260,7 +270,8 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
     block = block_frames * hop
     capacity = 30 * sr
     session = Session(block, SampleRing(capacity), SampleRing(capacity), input_audio,
-                      input_audio is not None if play_mix is None else play_mix)
+                      input_audio is not None if play_mix is None else play_mix,
+                      end=None if n_out is None else int(limit * sr) // hop * hop)  # the input's last frame
     stream = port.open(session.callback, sr, block, with_input=input_audio is None)
     out_audio, out_codes, records = [], [], []
     t = 0
@@ -271,14 +282,17 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
     session.started = time.perf_counter()
     running = False
     try:
-        while n_out is None or t < n_out:
+        while (n_out is None or t < n_out) and not session.over:  # a slow engine stops with the clock
             k = spec.k if n_out is None else min(spec.k, n_out - t)
             if not running and engine.needed(t) > 0:  # chunks that need no input are made before the start
-                stream.start()
-                running = True
+                running = _start(stream, on_start)
             while not session.input_ring.wait_for(engine.needed(t) * hop, timeout=0.1):
                 if session.error:
                     raise LiveError(f"the engine fell too far behind the input ({session.error})")
+                if session.over:
+                    break
+            if session.over:
+                break
             started = time.perf_counter()
             chunk, audio, record = engine.chunk(t, k, source)
             session.output_ring.write(t * hop, audio)
@@ -292,15 +306,24 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
             if progress:
                 progress(t / FRAME_RATE)
         if not running:
-            stream.start()
-        while session.position < t * hop and not session.error:  # play what was made
+            running = _start(stream, on_start)
+        while not session.over and not session.error:  # play what was made
             time.sleep(block / sr / 2)
     except KeyboardInterrupt:
         stop_reason = "Ctrl-C"
     finally:
         stream.stop()
         stream.close()
-    return _result(acc, engine, session, records, out_audio, out_codes, sr, category, stop_reason, warm_up_s, port)
+    result = _result(acc, engine, session, records, out_audio, out_codes, sr, category, stop_reason, warm_up_s, port)
+    result.info["unmade_frames"] = 0 if n_out is None or stop_reason == "Ctrl-C" else n_out - t
+    return result
+
+
+def _start(stream, on_start: Callable[[], None] | None) -> bool:
+    stream.start()
+    if on_start:
+        on_start()
+    return True
 
 
 def _result(acc, engine: ChunkEngine, session: Session, records: list[ChunkRecord], out_audio, out_codes,

@@ -116,9 +116,12 @@ def test_jam_streams_10_s_without_a_sound_card(tmp_path):
     assert time.perf_counter() - start >= 10
     assert "stopped by 10 s after 10.00 s" in result.stdout and "underruns " in result.stdout
     report = json.loads((tmp_path / "jam" / "timing.json").read_text())
-    assert report["session_s"] == 10 and report["stopped_by"] == "10 s" and report["chunks"] == 500
+    # the clock stops at 10 s whatever the engine's speed: chunks not made by then are counted, not waited for
+    assert report["session_s"] == 10 and report["stopped_by"] == "10 s"
+    assert report["chunks"] + report["unmade_frames"] == 500 and report["chunks"] > 0
     assert isinstance(report["underrun_blocks"], int) and report["underrun_blocks"] >= 0
-    assert report["underrun_samples"] == report["late_samples"] >= 0
+    # silence played = chunks written after their time + chunks never made
+    assert report["underrun_samples"] == report["late_samples"] + report["unmade_frames"] * (SR // 50)
     assert len(sf.read(tmp_path / "jam" / "played.wav")[0]) == 10 * SR
 
 

@@ -37,6 +37,7 @@ def _jam(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from streamlib.audio import input_notes, load_audio
+    from streamlib.config import FRAME_RATE
     from streamlib.codec import codec_for, load_codec
     from streamlib.commands.stream import DEFAULT_CATEGORY, generator_kwargs, note, print_report
     from streamlib.live import (ClockPort, LiveError, SoundDevicePort, list_devices, measure_latency, run_session,
@@ -77,8 +78,11 @@ def _jam(args: argparse.Namespace) -> int:
     choice = set_threads(args.threads, thread_probe(acc, codec, probe_audio, category, generator_kwargs=kwargs,
                                                     compile_codec=compile_codec))
     source = args.input or f"input device {args.input_device or '(default)'}"
-    print(f"jamming: {source} -> {port.name}; {acc.spec.tf_seconds:g} s t_f, k = {acc.spec.k_seconds:g} s "
-          f"({checkpoint}); Ctrl-C stops", flush=True)
+
+    def started() -> None:  # printed once the port runs (after the warm-up), so Ctrl-C from here on is clean
+        print(f"jamming: {source} -> {port.name}; {acc.spec.tf_seconds:g} s t_f, k = {acc.spec.k_seconds:g} s "
+              f"({checkpoint}); Ctrl-C stops", flush=True)
+
     with tqdm(desc="jamming", unit="s", disable=args.quiet, bar_format="{desc}: {n:.1f} s [{elapsed}]") as bar:
         def progress(seconds: float) -> None:
             bar.update(seconds - bar.n)
@@ -86,12 +90,15 @@ def _jam(args: argparse.Namespace) -> int:
         result = run_session(acc, codec, category, port, input_audio=audio, seconds=args.seconds,
                              play_mix={"mix": True, "accompaniment": False}.get(args.play),
                              block_frames=args.block_frames, temperature=args.temperature, top_k=args.top_k,
-                             seed=args.seed, generator_kwargs=kwargs, compile_codec=compile_codec, progress=progress)
+                             seed=args.seed, generator_kwargs=kwargs, compile_codec=compile_codec, progress=progress,
+                             on_start=started)
     result.info.update(checkpoint=str(checkpoint), input=source, threads=choice.reason)
     paths = save_session(result, args.out)
     info = result.info
     print_report(result, paths, headline=(
-        f"stopped by {info['stopped_by']} after {info['session_s']:.2f} s: {len(result.records)} chunks, "
+        f"stopped by {info['stopped_by']} after {info['session_s']:.2f} s: {len(result.records)} chunks"
+        + (f" ({info['unmade_frames'] / FRAME_RATE:.2f} s not made: the clock ran out first)"
+           if info["unmade_frames"] else "") + ", "
         f"{result.x_real_time:.2f}x real time; underruns {info['underrun_blocks']} blocks "
         f"({info['underrun_samples'] / result.sample_rate * 1e3:.0f} ms of silence played); device xruns "
         f"{info['device_xruns']}; late chunks {result.n_late} measured, {info['simulated_late']} on the simulated "
