@@ -119,6 +119,109 @@ def compare_models(models: dict[str, Accompanist], windows: dict[str, torch.Tens
     return rows
 
 
+# ----------------------------------------------------------------------------- where the model listens
+
+FRAME_TYPES = ("onset", "chord change", "sustained", "silent")
+
+
+@torch.no_grad()
+def token_losses(acc: Accompanist, windows: dict[str, torch.Tensor], window: int,
+                 batch_size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cross entropy of every target token: ``(ce [N, Q, L], mask [N, Q, L], frame [Q, L])``, ``frame``
+    the output frame each target belongs to (-1: none), for a k = 1 streaming model."""
+    from streamlib.tokens.categories import CODE_OFFSET
+
+    if acc.offline or acc.spec is None or acc.spec.k != 1:
+        raise ConfigError("token_losses scores k = 1 streaming models only")
+    was = acc.training
+    acc.eval()
+    cropped = {key: (v[..., :window] if v.dim() == 3 else v) for key, v in windows.items()}
+    ces, masks, frames = [], [], None
+    for lo in range(0, cropped["input"].shape[0], batch_size):
+        part = {key: v[lo : lo + batch_size] for key, v in cropped.items()}
+        a = aligned_batch(part, acc.spec.tf, False, torch.device("cpu"))
+        logits = acc(a.input_codes, a.input_pad_mask, a.output_tokens)
+        codes = (a.targets - CODE_OFFSET).clamp(min=0)
+        ce = torch.nn.functional.cross_entropy(logits.float().permute(0, 3, 1, 2), codes, reduction="none")
+        ces.append(ce.numpy())
+        masks.append(a.loss_mask.numpy())
+        frames = a.target_frames.numpy()
+    acc.train(was)
+    return np.concatenate(ces), np.concatenate(masks), frames
+
+
+def frame_labels(info: Sequence[dict], tokens: str | Path, window: int, dataset: str | Path | None = None,
+                 split: str = "validation") -> dict[str, np.ndarray]:
+    """Bool ``[N, window]`` per frame type of each window's target (``split_windows`` info):
+
+    * ``onset``: the frame of a note onset of the target stem and the next one (its MIDI);
+    * ``chord change``: the first 5 frames (0.1 s) of a chord of the song (``metadata.yaml`` -> ``synth``);
+    * ``sustained``: the target sounds, no onset;  ``silent``: the target is silent (token cache ``active``).
+
+    The types overlap (an onset on a chord change is both). ``dataset``: the songs (default: the
+    token cache's ``meta.json`` -> ``dataset``)."""
+    import json
+
+    import pretty_midi
+
+    from streamlib.config import FRAME_RATE
+    from streamlib.data.slakh import read_track
+
+    root = Path(dataset or json.loads((Path(tokens) / "meta.json").read_text())["dataset"])
+    out = {name: np.zeros((len(info), window), dtype=bool) for name in FRAME_TYPES}
+    cache: dict[str, tuple] = {}
+    for i, w in enumerate(info):
+        if w["track"] not in cache:
+            track = read_track(root / split / w["track"], split)
+            with np.load(Path(tokens) / split / f"{w['track']}.npz") as z:
+                active = z["active"].copy()
+            cache[w["track"]] = (track, active)
+        track, active = cache[w["track"]]
+        stem, start = track.stems[int(w["target_stem"])], int(w["start"])
+        span = slice(start, start + window)
+        on = np.zeros(active.shape[1] + 2, dtype=bool)
+        if stem.midi_path is not None:
+            for inst in pretty_midi.PrettyMIDI(str(stem.midi_path)).instruments:
+                for note in inst.notes:
+                    f = int(note.start * FRAME_RATE)
+                    on[f : f + 2] = True
+        change = np.zeros_like(on)
+        for a, _, _ in (track.metadata.get("synth") or {}).get("chords") or []:
+            f = int(round(float(a) * FRAME_RATE))
+            change[f : f + 5] = True
+        sounding = active[int(w["target_stem"])]
+        n = len(sounding[span])
+        out["onset"][i, :n] = on[span][:n]
+        out["chord change"][i, :n] = change[span][:n]
+        out["sustained"][i, :n] = sounding[span] & ~on[span][:n]
+        out["silent"][i, :n] = ~sounding[span]
+    return out
+
+
+def reliance_by_frame_type(acc: Accompanist, windows: dict[str, torch.Tensor], info: Sequence[dict],
+                           tokens: str | Path, window: int, dataset: str | Path | None = None) -> list[dict]:
+    """Input reliance split by frame type (``frame_labels``) and by RVQ level: for every target token, its
+    loss with another song's input (``swap_inputs``) minus with its own, averaged over the tokens of each
+    (type, level); ``share`` is the type's part of all reliance (types overlap, shares need not sum to 1).
+    Rows ``{type, level ("all" or 0..Q-1), reliance, tokens, share}``; type "all" is the overall figure."""
+    own, mask, frames = token_losses(acc, windows, window)
+    other, _, _ = token_losses(acc, swap_inputs(windows), window)
+    diff = other - own
+    labels = frame_labels(info, tokens, window, dataset)
+    f = np.clip(frames, 0, window - 1)  # [Q, L]
+    total = float((diff * mask).sum())
+    rows = []
+    for name in ("all",) + FRAME_TYPES:
+        sel = mask.copy() if name == "all" else mask & labels[name][:, f] & (frames >= 0)[None]
+        for level in ["all"] + list(range(diff.shape[1])):
+            m = sel if level == "all" else sel & (np.arange(diff.shape[1]) == level)[None, :, None]
+            n = int(m.sum())
+            rows.append({"type": name, "level": level, "tokens": n,
+                         "reliance": float((diff * m).sum() / n) if n else float("nan"),
+                         "share": float((diff * m).sum() / total) if total else float("nan")})
+    return rows
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], groups: Sequence | None = None) -> dict:
     """Mean of ``a - b`` over windows, and how sure we are of it. With ``groups`` (the track of each
     window), the standard error and the ``higher`` count come from the per-group mean differences, since

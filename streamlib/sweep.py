@@ -30,7 +30,7 @@ CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
     "n", "note", "clip_seconds", "x_real_time", "checkpoint",
 )
-KINDS = ("streaming", "offline_prefix", "ground_truth", "random_floor")
+KINDS = ("streaming", "offline_prefix", "ground_truth", "random_floor", "random_input")
 DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
 
 
@@ -59,11 +59,15 @@ class Clip:
 
 
 def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str | Path | None = None,
-               split: str = "test", seed: int = 0, sample_rate: int = 16_000, policy: str = "paper") -> list[Clip]:
+               split: str = "test", seed: int = 0, sample_rate: int = 16_000, policy: str = "paper",
+               per_song: int = 1) -> list[Clip]:
     """``n`` deterministic (input mixture, target) windows from the book set's test split.
 
     Each clip holds ``seconds`` of evaluated output plus ``lookahead_frames`` more input (paper A.7:
     a t_f > 0 model sees t_f more input than it outputs), chosen with the silence rule (A.3).
+    ``per_song`` > 1 draws up to that many clips from each song (another target or start each time; in
+    rounds over the songs) when the split has fewer songs than ``n``; the metrics' intervals then
+    resample songs, not clips (``streamlib.metrics.pairing.bootstrap_ci``).
     """
     from streamlib.data.sampling import SamplingError, draw_example, frame_hop
     from streamlib.data.slakh import SlakhDataset
@@ -78,7 +82,8 @@ def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str |
     rng = np.random.default_rng(seed)
     clips: list[Clip] = []
     order = rng.permutation(len(ds))
-    for t in order:
+    seen: set[tuple[str, float, str]] = set()
+    for t in np.tile(order, max(1, int(per_song))):
         if len(clips) == n:
             break
         track = ds[int(t)]
@@ -89,6 +94,9 @@ def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str |
             continue
         hop = frame_hop(track.rate)
         start, dur = ex.start / FRAME_RATE, window / FRAME_RATE
+        if (track.name, start, track.stems[ex.target].name) in seen:
+            continue
+        seen.add((track.name, start, track.stems[ex.target].name))
 
         def load(i: int) -> np.ndarray:
             return track.load_stem(track.stems[i].name, start, dur)[: window * hop]
@@ -97,11 +105,31 @@ def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str |
             name=f"{track.name}@{start:g}s", category=ex.category, sample_rate=track.rate,
             input_stems=[load(i) for i in ex.inputs], target=load(ex.target), frames=frames,
             info={"track": track.name, "start_s": start, "inputs": [track.stems[i].name for i in ex.inputs],
-                  "target": track.stems[ex.target].name},
+                  "target": track.stems[ex.target].name, **song_truth(track, ex.target)},
         ))
     if len(clips) < n:
         raise SweepError(f"only {len(clips)} usable test clips of {seconds} s in {root} ({split}), wanted {n}")
     return clips
+
+
+def song_truth(track, target: int) -> dict:
+    """What the song knows about itself, for the play-along metrics (chapter 9): its chords and beats in
+    song time (the synthesised set's ``metadata.yaml`` -> ``synth``; absent for Slakh2100 without
+    annotations) and whether the target stem is pitched (harmonic agreement is undefined for drums)."""
+    from streamlib.data.compose import UNPITCHED_ROLES
+    from streamlib.tokens.categories import CATEGORIES
+
+    stem = track.stems[target]
+    part = (track.metadata.get("stems", {}).get(stem.name) or {}).get("part")
+    unpitched = stem.is_drum or part in UNPITCHED_ROLES or CATEGORIES[stem.category] in (
+        "Percussive", "Sound Effects", "Synth Effects")
+    synth = track.metadata.get("synth") or {}
+    out: dict = {"pitched": not unpitched}
+    if synth.get("chords"):
+        out["chords"] = [[float(a), float(b), str(label)] for a, b, label in synth["chords"]]
+    if synth.get("beats"):
+        out["beats"] = [float(b) for b in synth["beats"]]
+    return out
 
 
 def random_pairing(clips: Sequence[Clip], seed: int = 0) -> list[np.ndarray]:
@@ -213,8 +241,11 @@ def read_csv(path: str | Path = DEFAULT_CSV) -> list[dict]:
 
 
 def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer, out: str | Path | None = None,
-              *, seed: int = 0, progress: Callable[[str], None] | None = print) -> list[dict]:
-    """Every model on every clip, plus the ground-truth and random-pairing rows; CSV if ``out``."""
+              *, seed: int = 0, progress: Callable[[str], None] | None = print, control: bool = False) -> list[dict]:
+    """Every model on every clip, plus the ground-truth and random-pairing rows; CSV if ``out``.
+
+    ``control``: every streaming model also streams each clip with another clip's input (paper A.2; kind
+    ``random_input``, system "<label> (another song's input)"): a model that listens scores lower with it."""
     if not clips:
         raise SweepError("no clips to sweep")
     hop = _hop(clips[0])
@@ -224,6 +255,10 @@ def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer
         t0 = time.perf_counter()
         generated, speed = generate(entry, clips, codec, seed=seed)
         rows += score(entry.label, entry.kind, generated, clips, scorer, entry=entry, x_real_time=speed, seed=seed)
+        if control and entry.kind == "streaming":
+            generated, _ = generate(entry, clips, codec, seed=seed, paired=False)
+            rows += score(f"{entry.label} (another song's input)", "random_input", generated, clips, scorer,
+                          entry=entry, seed=seed)
         if progress:
             progress(f"{entry.label}: {len(clips)} clips in {time.perf_counter() - t0:.1f} s ({speed:.2f}x real time)")
     if out is not None:
@@ -357,7 +392,7 @@ def paper_findings(rows: Sequence[dict], higher_better: dict[str, bool] | None =
 
 def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, clips: int = 8, seconds: float = 10.0,
                   seed: int = 0, codec_path: str | Path | None = None, figures: bool = True,
-                  only: str | None = None) -> tuple[list[dict], list[Path]]:
+                  only: str | None = None, control: bool = False, per_song: int = 1) -> tuple[list[dict], list[Path]]:
     """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures."""
     import re
 
@@ -373,8 +408,8 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
 
     delay = added_latency_frames(models[0].load().cfg.n_q)  # the delay pattern's D (streamlib.stream)
     lookahead = max([m.tf + delay for m in models if m.tf is not None] + [0])
-    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=codec.sample_rate)
-    rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed)
+    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=codec.sample_rate, per_song=per_song)
+    rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed, control=control)
     written = []
     if figures:
         for metric in sorted({r["metric"] for r in rows}):

@@ -40,6 +40,7 @@ from streamlib.checkpoint import (
 )
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, bf16_supported, get_device
 from streamlib.model.accompanist import Accompanist, masked_loss
+from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
@@ -62,9 +63,24 @@ class Run:
     save_every_s: float = 120.0
     max_minutes: float | None = None  # stop (and save) after this long; resume later
     init_from: str | None = None  # a shipped model's weights (fresh optimiser): train longer, or at another t_f
+    # Listening levers (issue "Accompanists that play along", docs/listening_experiments.md); 0 = the paper's recipe.
+    history_noise: float = 0.0  # share of teacher-forced output codes replaced by random codes (targets kept)
+    contrast_weight: float = 0.0  # weight of the margin loss preferring the true input over another window's
+    contrast_margin: float = 0.1  # nats per token the true input should beat the rolled one by
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
+
+
+def check_levers(run: Run) -> None:
+    """Raise ``ConfigError`` for listening-lever values that make no sense."""
+    if not 0.0 <= run.history_noise < 1.0:
+        raise ConfigError(f"history_noise must be in [0, 1), got {run.history_noise}")
+    if run.contrast_weight < 0 or run.contrast_margin < 0:
+        raise ConfigError(f"contrast_weight and contrast_margin must be >= 0, got {run.contrast_weight}, "
+                          f"{run.contrast_margin}")
+    if run.contrast_weight > 0 and run.offline:
+        raise ConfigError("the contrast loss applies to streaming models (the offline decoder sees all its input)")
 
 
 def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
@@ -98,6 +114,58 @@ def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
     if frames is not None:
         mask = mask & (aligned.target_frames < frames)
     return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k, per_window=per_window)
+
+
+def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int, step: int) -> Aligned:
+    """Replace a share ``rate`` of the teacher-forced output codes (the model's own history) by uniform
+    random codes, drawn from ``(seed, step)``; targets, PAD and instrument tokens stay (chapter 7).
+
+    With the true history every frame is predictable from the last one, and a small model never needs
+    its input; a corrupted history makes the input the more reliable witness of what comes next.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"history_noise must be in [0, 1), got {rate}")
+    if rate == 0.0:
+        return aligned
+    rng = np.random.default_rng([seed, step, 11])
+    shape = tuple(aligned.output_tokens.shape)
+    hit = torch.from_numpy(rng.random(shape) < rate).to(aligned.output_tokens.device)
+    codes = torch.from_numpy(rng.integers(0, codebook_size, size=shape)).to(aligned.output_tokens) + CODE_OFFSET
+    tokens = aligned.output_tokens
+    noisy = torch.where(hit & (tokens >= CODE_OFFSET), codes, tokens)
+    return dataclasses.replace(aligned, output_tokens=noisy)
+
+
+def roll_inputs(aligned: Aligned) -> Aligned:
+    """Each window's input replaced by the next window's (another song's, as a rule): the control of
+    ``input_reliance`` and the negative of the contrast loss."""
+    return dataclasses.replace(aligned, input_codes=aligned.input_codes.roll(1, dims=0),
+                               input_pad_mask=aligned.input_pad_mask.roll(1, dims=0))
+
+
+def with_rolled_inputs(aligned: Aligned) -> Aligned:
+    """The batch twice along the batch axis: as it is, then with ``roll_inputs`` (one forward pass
+    serves the contrast loss, also under DDP)."""
+    rolled = roll_inputs(aligned)
+    return dataclasses.replace(
+        aligned, input_codes=torch.cat([aligned.input_codes, rolled.input_codes]),
+        input_pad_mask=torch.cat([aligned.input_pad_mask, rolled.input_pad_mask]),
+        output_tokens=aligned.output_tokens.repeat(2, 1, 1), targets=aligned.targets.repeat(2, 1, 1),
+        loss_mask=aligned.loss_mask.repeat(2, 1, 1))
+
+
+def contrast_loss(sums: torch.Tensor, counts: torch.Tensor, margin: float) -> torch.Tensor:
+    """Summed hinge ``max(0, margin + own - rolled)`` over windows (per-token losses of each window),
+    weighted by each window's token count so it adds to the summed cross entropy on the same scale.
+
+    ``sums``/``counts``: per-window summed loss and token count of ``with_rolled_inputs`` (own windows
+    first, then the same windows with another window's input). Pushes the true input's loss below the
+    other input's by ``margin`` nats per token.
+    """
+    b = sums.shape[0] // 2
+    per_token = sums / counts.clamp(min=1)
+    gap = margin + per_token[:b] - per_token[b:]
+    return (torch.relu(gap) * counts[:b]).sum()
 
 
 def draw_prefix(seed: int, step: int, window: int, k: int) -> int:
@@ -156,7 +224,8 @@ def split_windows(tokens: str | Path, window: int, n_q: int, n: int | None = Non
     ds = TokenWindows(tokens, split, window, n_q=n_q, policy=policy, seed=0)
     count = len(ds) if n is None else min(n, len(ds))
     idx = np.linspace(0, len(ds) - 1, num=count).round().astype(int)
-    info = [{"row": int(i), "track": ds.track_name(int(i)), "start": ds.window_start(int(i))} for i in idx]
+    info = [{"row": int(i), "track": ds.track_name(int(i)), "start": ds.window_start(int(i)),
+             "target_stem": ds.target_stem(int(i))} for i in idx]
     return make_batch(ds, idx, draw=0), info
 
 
@@ -249,6 +318,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         spec = run.spec(window)  # validates t_f and k against the window
         if spec.k > 1 and window % spec.k:
             raise ConfigError(f"k={spec.k} frames must divide the window of {window} frames")
+    check_levers(run)
     total = int(run.steps or tcfg.steps)
     device = get_device(device) if not isinstance(device, torch.device) else device
     rank, world = _dist_setup(device)
@@ -330,11 +400,18 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             idx = np.random.default_rng([run.seed, step]).integers(0, len(ds), size=tcfg.batch_size)
             batch = make_batch(ds, idx[rank * local : (rank + 1) * local], draw=step + 1)
             aligned = aligned_batch(batch, run.tf, run.offline, device)
+            aligned = corrupt_history(aligned, run.history_noise, model.codebook_size, run.seed, step)
             prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                summed, count = batch_loss(net, aligned, run.k, prefix)
+                if run.contrast_weight > 0:
+                    sums, counts = batch_loss(net, with_rolled_inputs(aligned), run.k, prefix, per_window=True)
+                    summed, count = sums[: len(sums) // 2].sum(), counts[: len(counts) // 2].sum()
+                    extra = run.contrast_weight * contrast_loss(sums, counts, run.contrast_margin)
+                else:
+                    summed, count = batch_loss(net, aligned, run.k, prefix)
+                    extra = summed.new_zeros(())
             global_count = _all_sum(count.detach().float(), world)
-            loss = summed * world / global_count.clamp(min=1)  # DDP averages: this gives the global mean
+            loss = (summed + extra) * world / global_count.clamp(min=1)  # DDP averages: this gives the global mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
@@ -368,7 +445,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             "history": history, "model": model, "window": window, "codec_sha256": codec_sha, "bf16": use_bf16}
 
 
-__all__ = ["Run", "batch_loss", "bf16_supported", "draw_prefix", "evaluate", "lr_at", "train", "validation_windows"]
+__all__ = ["Run", "batch_loss", "bf16_supported", "check_levers", "contrast_loss", "corrupt_history", "draw_prefix",
+           "evaluate", "lr_at", "roll_inputs", "train", "validation_windows", "with_rolled_inputs"]
 
 
 # ----------------------------------------------------------------------------- shipping a model

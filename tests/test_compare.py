@@ -9,8 +9,8 @@ import torch
 
 from streamlib.codec import CausalCodec
 from streamlib.compare import (
-    common_frame_losses, compare_models, input_reliance, paired_difference, read_window_losses, swap_inputs,
-    window_losses, write_window_losses,
+    FRAME_TYPES, common_frame_losses, compare_models, frame_labels, input_reliance, paired_difference,
+    read_window_losses, reliance_by_frame_type, swap_inputs, window_losses, write_window_losses,
 )
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist
@@ -31,8 +31,6 @@ def _windows(n: int) -> dict[str, torch.Tensor]:
     return {"input": torch.randint(0, SIZE, (n, 4, 50)), "target": torch.randint(0, SIZE, (n, 4, 50)),
             "category": torch.arange(n) % 16}
 
-
-'''"$(cat /tmp/moved.py)"'''
 
 def test_window_losses_equal_scoring_each_window_alone(codec):
     torch.manual_seed(0)
@@ -92,3 +90,61 @@ def test_window_losses_csv_round_trip(tmp_path, codec):
         assert own[name] == pytest.approx(by_name[name]["per_window"])
         assert swapped[name] == pytest.approx(by_name[name]["per_window_swapped"])
         assert own[name].mean() == pytest.approx(by_name[name]["common_loss"])
+
+
+# ----------------------------------------------------------------------------- reliance by frame type
+
+
+@pytest.fixture(scope="module")
+def quick_windows():
+    """Windows of the quick token cache (made on first use) with where they come from."""
+    from streamlib.codec.tokenize import book_tokens
+    from streamlib.train import split_windows
+
+    tokens = book_tokens(quick=True, progress=False)
+    windows, info = split_windows(tokens, 250, 4, 8)
+    return tokens, windows, info
+
+
+def test_frame_labels_follow_the_songs(quick_windows):
+    import json
+    from pathlib import Path
+
+    tokens, windows, info = quick_windows
+    labels = frame_labels(info, tokens, 250)
+    assert set(labels) == set(FRAME_TYPES) and all(v.shape == (8, 250) for v in labels.values())
+    assert not (labels["silent"] & labels["sustained"]).any()
+    assert 0.01 < labels["onset"].mean() < 0.5 and 0 < labels["chord change"].mean() < 0.2
+    # silent is the token cache's own activity of the window's target stem
+    w = info[0]
+    with np.load(Path(tokens) / "validation" / f"{w['track']}.npz") as z:
+        active = z["active"][w["target_stem"], w["start"] : w["start"] + 250]
+    assert np.array_equal(labels["silent"][0], ~active)
+    # chord changes sit at the song's chord starts
+    meta = json.loads((Path(tokens) / "meta.json").read_text())
+    assert Path(meta["dataset"]).is_dir()
+
+
+def test_a_model_that_ignores_its_input_relies_on_nothing(quick_windows, codec):
+    from streamlib.train import codec_tables
+
+    tokens, windows, info = quick_windows
+    tables, _ = codec_tables(tokens, 4)
+    torch.manual_seed(0)
+    cfg = DEBUG.model.__class__(**{**DEBUG.model.__dict__, "max_frames": 512})
+    deaf = Accompanist(cfg, tables, StreamSpec(tf=0, k=1, window=250)).eval()
+    with torch.no_grad():
+        deaf.gate.fill_(1.0)
+        deaf.in_proj.weight.zero_()
+        deaf.in_proj.bias.zero_()
+        deaf.in_out_norm.weight.zero_()  # the input term is exactly zero: swapping inputs changes nothing
+        deaf.in_out_norm.bias.zero_()
+    rows = reliance_by_frame_type(deaf, windows, info, tokens, 250)
+    assert {r["type"] for r in rows} == {"all", *FRAME_TYPES}
+    assert all(abs(r["reliance"]) < 1e-5 for r in rows if r["tokens"])
+    listening = Accompanist(cfg, tables, StreamSpec(tf=0, k=1, window=250)).eval()
+    with torch.no_grad():
+        listening.gate.fill_(1.0)
+    overall = next(r for r in reliance_by_frame_type(listening, windows, info, tokens, 250)
+                   if r["type"] == "all" and r["level"] == "all")
+    assert abs(overall["reliance"]) > 1e-4 and overall["share"] == pytest.approx(1.0)

@@ -17,7 +17,8 @@ from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, bf16_supported, draw_prefix, export_model, load_val_fixture, lr_at, score_windows, split_windows, train, validation_windows,
+    Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, export_model, load_val_fixture, lr_at,
+    roll_inputs, score_windows, split_windows, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
@@ -208,4 +209,82 @@ def test_init_from_a_shipped_model(tmp_path, codec):
     wider = frozen.replace(model=dataclasses.replace(frozen.model, n_layers=frozen.model.n_layers + 1))
     with pytest.raises(CheckpointError, match="another model"):
         train(Run(tokens, str(tmp_path / "e"), tf=-3, steps=1, init_from=str(ship)), wider, codec=codec,
+              device="cpu", progress=False)
+
+
+# ----------------------------------------------------------------------------- listening levers (chapter 7)
+
+
+def _aligned(batch: int = 4, frames: int = 40, tf: int = 0):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, SIZE, (batch, 4, frames), generator=g)
+    y = torch.randint(0, SIZE, (batch, 4, frames), generator=g)
+    return align(x, y, torch.tensor([0, 4, 3, 5][:batch]), tf)
+
+
+def test_history_noise_replaces_only_codes_at_the_rate():
+    a = _aligned(batch=4, frames=400)
+    noisy = corrupt_history(a, 0.3, SIZE, seed=1, step=5)
+    codes = a.output_tokens >= CODE_OFFSET
+    changed = noisy.output_tokens != a.output_tokens
+    assert not changed[~codes].any()  # PAD and instrument tokens stay
+    assert (noisy.output_tokens[codes] >= CODE_OFFSET).all() and (noisy.output_tokens < CODE_OFFSET + SIZE).all()
+    rate = changed[codes].float().mean().item()
+    assert 0.3 * (1 - 1 / SIZE) - 0.03 < rate < 0.3 + 0.03  # a random code may equal the true one
+    assert torch.equal(noisy.targets, a.targets) and torch.equal(noisy.input_codes, a.input_codes)
+    again = corrupt_history(a, 0.3, SIZE, seed=1, step=5)
+    assert torch.equal(again.output_tokens, noisy.output_tokens)  # drawn from (seed, step): resumable
+    assert not torch.equal(corrupt_history(a, 0.3, SIZE, seed=1, step=6).output_tokens, noisy.output_tokens)
+    assert corrupt_history(a, 0.0, SIZE, 1, 5) is a
+    with pytest.raises(ConfigError):
+        corrupt_history(a, 1.0, SIZE, 1, 5)
+
+
+def test_contrast_loss_is_the_hinge_of_own_against_rolled_input(codec):
+    torch.manual_seed(0)
+    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50))
+    with torch.no_grad():
+        acc.gate.fill_(1.0)
+    a = _aligned()
+    both = with_rolled_inputs(a)
+    sums, counts = batch_loss(acc, both, 1, None, per_window=True)
+    own, own_n = batch_loss(acc, a, 1, None, per_window=True)
+    rolled, rolled_n = batch_loss(acc, roll_inputs(a), 1, None, per_window=True)
+    assert torch.allclose(sums, torch.cat([own, rolled]), atol=1e-4) and torch.equal(counts, torch.cat([own_n, rolled_n]))
+    gap = 0.1 + own / own_n - rolled / rolled_n
+    expected = (torch.relu(gap) * own_n).sum()
+    assert torch.allclose(contrast_loss(sums, counts, 0.1), expected, atol=1e-4)
+    # a huge margin makes every window count; a hugely negative one none
+    assert torch.allclose(contrast_loss(sums, counts, 100.0), ((100 + own / own_n - rolled / rolled_n) * own_n).sum(),
+                          rtol=1e-5)
+
+
+def test_levers_train_and_resume_exactly(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok")
+    levers = dict(history_noise=0.3, contrast_weight=0.5, contrast_margin=0.2)
+    whole = train(Run(tokens, str(tmp_path / "a"), tf=0, val_every=3, val_windows=4, **levers), PRESET,
+                  codec=codec, device="cpu", progress=False)
+    plain = train(Run(tokens, str(tmp_path / "p"), tf=0, val_every=3, val_windows=4), PRESET,
+                  codec=codec, device="cpu", progress=False)
+    assert [r["train_loss"] for r in whole["history"]] != [r["train_loss"] for r in plain["history"]]
+    part = Run(tokens, str(tmp_path / "b"), tf=0, val_every=3, val_windows=4, **levers)
+
+    def crash(row):
+        if row["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash)
+    resumed = train(part, PRESET, codec=codec, device="cpu", progress=False, log=lambda m: None)
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
+    # another lever value is another run: refused on resume
+    with pytest.raises(Exception, match="another run"):
+        train(dataclasses.replace(part, history_noise=0.1), PRESET, codec=codec, device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("bad", [dict(history_noise=1.0), dict(history_noise=-0.1), dict(contrast_weight=-1.0),
+                                 dict(contrast_margin=-0.5)])
+def test_bad_levers_are_refused(tmp_path, codec, bad):
+    with pytest.raises(ConfigError):
+        train(Run(fake_cache(tmp_path / "tok"), str(tmp_path / "x"), tf=0, **bad), PRESET, codec=codec,
               device="cpu", progress=False)

@@ -257,6 +257,11 @@ class TokenWindows(Dataset):
         """The track (file stem, e.g. ``Track00217``) item ``i`` comes from."""
         return self.names[self.rows[i][0]]
 
+    def target_stem(self, i: int) -> int:
+        """Index of item ``i``'s target among its track's stems (the order of ``read_stems``)."""
+        t, m = self.rows[i]
+        return int(self.tracks[t]["mix_target"][m])
+
     def window_start(self, i: int, draw: int = 0) -> int:
         """Start frame of item ``i``; ``draw`` > 0 gives another window of the same row (training
         draws one per step, so the model sees new windows every epoch)."""

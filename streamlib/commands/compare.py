@@ -14,6 +14,16 @@ paired difference to the t_f = 0 model, with its standard error over tracks when
 from a token cache. Without ``--tokens`` the windows are the committed test fixture (32 windows:
 too few to resolve differences of a few thousandths of a nat). ``--curves`` also writes each
 card's validation curve (model, seed, tf, k, step, val_loss) for plotting runs side by side.
+
+``--by-frame-type`` (with ``--tokens``) splits the input reliance by frame type of the target (note
+onsets, chord changes, sustained, silent) and by RVQ level (``streamlib.compare.reliance_by_frame_type``).
+``--play-along N`` also lets every model generate N held-out clips (the book set's test split, two per
+song at most) with its own input and with another song's, and scores them against the song
+(``streamlib.playalong``: harmonic agreement with its chords, beat F1 against its beats) next to the
+true stem and the random-pairing floor; ``--play-along-csv`` keeps those rows (the sweep's layout)::
+
+    python -m streamlib compare runs/a.safetensors runs/b.safetensors --play-along 48 \
+        --play-along-csv results/listening/a_vs_b.csv
 """
 
 from __future__ import annotations
@@ -63,7 +73,8 @@ def _run(args) -> int:
 
     if args.windows_csv and not args.tokens:
         raise ConfigError("--windows-csv needs --tokens (the fixture does not record where its windows come from)")
-    for option, path in (("--csv", args.csv), ("--windows-csv", args.windows_csv), ("--curves", args.curves)):
+    for option, path in (("--csv", args.csv), ("--windows-csv", args.windows_csv), ("--curves", args.curves),
+                         ("--play-along-csv", args.play_along_csv), ("--frame-type-csv", args.frame_type_csv)):
         if path:
             check_output_file(path, option)
     torch.set_num_threads(args.threads)
@@ -93,11 +104,64 @@ def _run(args) -> int:
         print("wrote", write_csv(args.csv, COLUMNS, ({c: r[c] for c in COLUMNS} for r in rows)))
     if args.windows_csv:
         print("wrote", write_window_losses(args.windows_csv, info, rows))
+    if args.by_frame_type:
+        _by_frame_type(args, models, windows, info, window)
+    if args.play_along:
+        _play_along(args, models)
     if args.curves:
         curves = ({"model": r["model"], "seed": r["seed"], "tf": r["tf"], "k": r["k"], "step": step, "val_loss": loss}
                   for r in rows for step, loss in (getattr(models[r["model"]], "card", None) or {}).get("val_curve", []))
         print("wrote", write_csv(args.curves, ("model", "seed", "tf", "k", "step", "val_loss"), curves))
     return 0
+
+
+def _by_frame_type(args, models: dict, windows, info, window: int) -> None:
+    """Print (and with ``--frame-type-csv`` write) each k = 1 model's reliance by frame type and level."""
+    from streamlib.checkpoint import write_csv
+    from streamlib.compare import reliance_by_frame_type
+    from streamlib.config import ConfigError
+
+    if info is None:
+        raise ConfigError("--by-frame-type needs --tokens (frame types come from the songs of the token cache)")
+    rows = []
+    for name, m in models.items():
+        if m.offline or m.spec is None or m.spec.k != 1:
+            continue
+        for r in reliance_by_frame_type(m, windows, info, args.tokens, window):
+            rows.append({"model": name, **r})
+    print("\ninput reliance by frame type (nats per token; share of all reliance), levels 0..3 after '|':")
+    for name in dict.fromkeys(r["model"] for r in rows):
+        for t in dict.fromkeys(r["type"] for r in rows):
+            mine = [r for r in rows if r["model"] == name and r["type"] == t]
+            overall = next(r for r in mine if r["level"] == "all")
+            levels = " ".join(f"{r['reliance']:+.4f}" for r in mine if r["level"] != "all")
+            print(f"{name:<28} {t:<13} {overall['reliance']:+.4f} ({overall['share']:5.0%} of it, "
+                  f"{overall['tokens']} tokens) | {levels}")
+    if args.frame_type_csv:
+        print("wrote", write_csv(args.frame_type_csv, ("model", "type", "level", "tokens", "reliance", "share"), rows))
+
+
+def _play_along(args, models: dict) -> None:
+    """Generate and score ``--play-along`` clips per model (own input and another song's)."""
+    from streamlib.codec import codec_for
+    from streamlib.metrics.scorer import MetricScorer
+    from streamlib.playalong import PLAY_ALONG_METRICS, play_along, verdict
+    from streamlib.sweep import load_clips, write_csv
+    from streamlib.tokens.delay import added_latency_frames
+
+    first = next(iter(models.values()))
+    codec = codec_for(first)
+    lookahead = max([m.spec.tf for m in models.values() if m.spec is not None] + [0]) + added_latency_frames(first.cfg.n_q)
+    clips = load_clips(args.play_along, args.play_along_seconds, lookahead, root=args.dataset, seed=args.seed,
+                       sample_rate=codec.sample_rate, per_song=2)
+    rows = play_along(models, clips, codec, MetricScorer(metrics=PLAY_ALONG_METRICS), seed=args.seed)
+    for r in rows:
+        print(f"{r['system']:<48} {r['metric']:<20} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n']}")
+    for v in verdict(rows):
+        print(f"{v['system']}: {v['metric']} above the floor: {v['above_floor']}, above another song's input: "
+              f"{v['above_control']}")
+    if args.play_along_csv:
+        print("wrote", write_csv(rows, args.play_along_csv))
 
 
 def register(sub) -> None:
@@ -114,4 +178,14 @@ def register(sub) -> None:
     p.add_argument("--windows-csv", default=None, help="with --tokens: also write every window's losses here")
     p.add_argument("--curves", default=None, help="also write every card's validation curve here")
     p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
+    p.add_argument("--by-frame-type", action="store_true",
+                   help="with --tokens: split the input reliance by frame type (onsets, chord changes, "
+                        "sustained, silent) and RVQ level")
+    p.add_argument("--frame-type-csv", default=None, help="write the --by-frame-type rows here")
+    p.add_argument("--play-along", type=number(int, minimum=2), default=0,
+                   help="also generate this many held-out clips per model and score them against the song")
+    p.add_argument("--play-along-seconds", type=number(float, above=0), default=10.0, help="clip length (s)")
+    p.add_argument("--play-along-csv", default=None, help="write the play-along rows here (the sweep's layout)")
+    p.add_argument("--dataset", default=None, help="songs of the play-along clips (default: the book set)")
+    p.add_argument("--seed", type=int, default=0, help="clip draw and sampling seed of --play-along")
     p.set_defaults(func=_run)

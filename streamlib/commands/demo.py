@@ -21,7 +21,21 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{result.info['example']}: input = {result.info['input_stems']}, generated "
           f"{result.info['category_name']} with {result.info['checkpoint']}")
     print_report(result, paths)
+    print(demo_verdict(result))
     return 0
+
+
+def demo_verdict(result) -> str:
+    """The one-line play-along verdict of a ``demo_stream`` result (``streamlib.playalong.verdict_line``)."""
+    from streamlib.data.examples import load_example
+    from streamlib.playalong import stem_report, verdict_line
+
+    clip = load_example(result.info["example"])
+    truth = clip.stems[result.info["target_stem"]]
+    n = min(len(truth), len(result.accompaniment))
+    report = stem_report(result.accompaniment[:n], truth[:n], clip.sample_rate, chords=clip.info.get("chords"),
+                         beats=clip.info.get("beats"))
+    return verdict_line(report, f"the generated {result.info['category_name']}")
 
 
 def register(sub) -> None:

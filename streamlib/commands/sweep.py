@@ -6,6 +6,7 @@ writes a tidy CSV (default ``results/sweep_book.csv``) and one HTML figure per m
 
     python -m streamlib sweep                       # the shipped grid, 8 clips of 10 s
     python -m streamlib sweep --quick               # 2 clips of 2 s (a smoke run)
+    python -m streamlib sweep --clips 48 --per-song 2 --control   # the play-along bar: 48 clips, A.2 control
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _run(args) -> int:
     rows, figures = sweep_command(
         out, checkpoints=args.checkpoints, clips=args.clips or (2 if quick else 8),
         seconds=args.seconds or (2.0 if quick else 10.0), seed=args.seed, codec_path=args.codec,
-        figures=not args.no_figures, only=args.only,
+        figures=not args.no_figures, only=args.only, control=args.control, per_song=args.per_song,
     )
     print(f"{out}: {len(rows)} rows")
     for f in figures:
@@ -56,6 +57,10 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="CSV path (default results/sweep_book.csv; quick: sweep_quick.csv)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (also STREAMLIB_QUICK=1)")
     p.add_argument("--no-figures", action="store_true", help="skip the HTML figures")
+    p.add_argument("--control", action="store_true",
+                   help="also stream every model with another song's input (paper A.2; kind random_input)")
+    p.add_argument("--per-song", type=number(int, minimum=1), default=1,
+                   help="clips drawn per test song at most (more clips than songs; intervals resample songs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the shipped one)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1)

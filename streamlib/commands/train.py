@@ -36,10 +36,14 @@ def _run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     if args.batch_size:
         preset = preset.replace(train=dataclasses.replace(preset.train, batch_size=args.batch_size))
+    if args.window_seconds:
+        preset = preset.replace(train=dataclasses.replace(preset.train, window_seconds=args.window_seconds))
     run = Run(tokens=args.tokens or str(data_dir() / "tokens" / "book"), out=args.out,
               tf=to_frames(args.tf, name="tf"), k=to_frames(args.k, name="k"), offline=args.offline,
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
-              save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from)
+              save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
+              history_noise=args.history_noise, contrast_weight=args.contrast_weight,
+              contrast_margin=args.contrast_margin)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
     if args.codec:
@@ -65,6 +69,8 @@ def register(sub) -> None:
     p.add_argument("--offline", action="store_true", help="the offline prefix decoder baseline (ignores --tf, --k)")
     p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="global batch (default: the preset's)")
+    p.add_argument("--window-seconds", type=number(float, above=0),
+                   help="training window (default: the preset's; shorter windows make cheap experiments)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--policy", choices=["paper", "public", "both"], default="paper", help="input mixtures")
     p.add_argument("--val-every", type=int, default=100)
@@ -77,6 +83,13 @@ def register(sub) -> None:
     p.add_argument("--init-from", help="start from a shipped model's weights with a fresh optimiser (train a "
                                        "shipped model longer: its training state is not shipped; or warm-start "
                                        "another t_f from it: same model and k required)")
+    levers = p.add_argument_group("listening levers (docs/listening_experiments.md; 0 = the paper's recipe)")
+    levers.add_argument("--history-noise", type=number(float, minimum=0.0), default=0.0,
+                        help="share of teacher-forced output codes replaced by random codes, in [0, 1)")
+    levers.add_argument("--contrast-weight", type=number(float, minimum=0.0), default=0.0,
+                        help="weight of a margin loss preferring the true input over another window's")
+    levers.add_argument("--contrast-margin", type=number(float, minimum=0.0), default=0.1,
+                        help="nats per token the true input should beat another window's by")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")

@@ -49,11 +49,23 @@ def floor_and_ceiling(
     return {"ceiling": ceiling, "floor": np.array(floor, dtype=np.float64), "partner": partner}
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap (1 - alpha) interval of the mean of ``values``."""
+def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                 groups: Sequence | None = None) -> tuple[float, float]:
+    """Percentile bootstrap (1 - alpha) interval of the mean of ``values``.
+
+    ``groups`` (one label per value, e.g. the song a clip comes from): resample whole groups, so that
+    clips of one song, which are not independent, move together (a cluster bootstrap)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0 or not np.all(np.isfinite(v)):
         raise ValueError("bootstrap_ci needs a non-empty array of finite values")
     rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    if groups is None:
+        means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    else:
+        if len(groups) != len(v):
+            raise ValueError(f"need one group per value, got {len(groups)} for {len(v)}")
+        _, label = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        sums, counts = np.bincount(label, weights=v), np.bincount(label).astype(np.float64)
+        pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+        means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))

@@ -6,9 +6,17 @@ Called as ``scorer(generated, clips, seed=0)`` (``streamlib.sweep.score``) with 
 - ``beat_f1``: madmom beats of the input mixture (reference, cached per clip) vs those of the stem;
 - ``coherence``, ``coherence_harmonic``, ``coherence_percussive``: the book's COCOLA-style model
   (``streamlib.metrics.coherence``), input mixture vs generated stem;
-- ``fad``: the generated set vs the clips' true target stems (``logmel64-16k`` unless told otherwise).
+- ``fad``: the generated set vs the clips' true target stems (``logmel64-16k`` unless told otherwise);
+- ``harmonic_agreement`` (beyond the paper; ``streamlib.metrics.harmony``): share of the stem's chroma
+  energy on the tones of the song's current chord, over clips whose song knows its chords and whose
+  target is pitched (a silent stem has no chroma and is left out; the note counts them);
+- ``beat_f1_song``: madmom beats of the stem vs the song's true beats (not the input mix's tracked ones),
+  over clips whose song knows its beats.
 
-Per-clip metrics are means over clips with a percentile bootstrap 95 % interval. FAD is one number
+The last two need ``clip.info`` from ``streamlib.sweep.song_truth`` and are skipped when no clip has it.
+
+Per-clip metrics are means over clips with a percentile bootstrap 95 % interval over songs (clips of one
+song resampled together). FAD is one number
 for the set; its interval is a bootstrap over clips (the same resampled clips on both sides). Every
 signal is cut to the clip's evaluated length (``clip.frames`` 50 Hz frames, without the lookahead).
 """
@@ -23,13 +31,16 @@ import numpy as np
 from streamlib.config import FRAME_RATE
 from streamlib.metrics.coherence import CoherenceModel, coherence, load_coherence
 from streamlib.metrics.fad import LOGMEL_NAME, embed, frechet_distance
+from streamlib.metrics.harmony import harmonic_agreement
 from streamlib.metrics.pairing import bootstrap_ci
 
 if TYPE_CHECKING:
     from streamlib.sweep import Clip
 
 MetricResult = tuple[float, float, float, int, str]
-METRICS = ("beat_f1", "coherence", "coherence_harmonic", "coherence_percussive", "fad")
+METRICS = ("beat_f1", "coherence", "coherence_harmonic", "coherence_percussive", "fad", "harmonic_agreement",
+           "beat_f1_song")
+PLAY_ALONG = ("harmonic_agreement", "beat_f1_song")  # the metrics that need the song's chords and beats
 
 
 class MetricScorer:
@@ -43,9 +54,13 @@ class MetricScorer:
 
     def __init__(self, coherence_model: CoherenceModel | None = None, coherence_path: str | Path | None = None,
                  fad_embedder: Callable | None = None, fad_embedding: str = LOGMEL_NAME, n_boot: int = 1000,
-                 fad_boot: int = 200):
+                 fad_boot: int = 200, metrics: Sequence[str] = METRICS):
         if fad_embedder is not None and fad_embedding == LOGMEL_NAME:
             raise ValueError("name the custom FAD embedding via fad_embedding")
+        unknown = sorted(set(metrics) - set(METRICS))
+        if unknown or not metrics:
+            raise ValueError(f"unknown metrics {unknown}; choose from {METRICS}")
+        self.metrics = tuple(m for m in METRICS if m in metrics)
         self._coherence, self._coherence_path = coherence_model, coherence_path
         self.fad_embedder, self.fad_embedding = fad_embedder, fad_embedding
         self.n_boot, self.fad_boot = n_boot, fad_boot
@@ -73,36 +88,63 @@ class MetricScorer:
 
         if len(generated) != len(clips) or not clips:
             raise ValueError(f"need one generated stem per clip, got {len(generated)} for {len(clips)} clips")
-        model = self.coherence_model
-        per_clip: dict[str, list[float]] = {m: [] for m in METRICS if m != "fad"}
-        gen_cut, ref_cut = [], []
+        wanted = set(self.metrics)
+        coherent = wanted & {"coherence", "coherence_harmonic", "coherence_percussive"}
+        model = self.coherence_model if coherent else None
+        per_clip: dict[str, list[float]] = {m: [] for m in self.metrics if m != "fad"}
+        songs: dict[str, list[str]] = {m: [] for m in per_clip}  # the song of each value: a cluster bootstrap
+        gen_cut, ref_cut, silent = [], [], 0
         for audio, clip in zip(generated, clips):
             sr = clip.sample_rate
+            song = str(clip.info.get("track", clip.name))
+            before = {m: len(v) for m, v in per_clip.items()}
             n = min(len(audio), clip.frames * sr // FRAME_RATE)
             mix, stem = clip.input_mix[:n], np.asarray(audio, dtype=np.float32)[:n]
-            ref = self.reference_beats(clip.name, mix, sr)
-            per_clip["beat_f1"].append(beat_f1_from_beats(ref, track_beats(stem, sr)))
-            c = coherence(mix, stem, sr, model)
-            per_clip["coherence"].append(c["coherence"])
-            per_clip["coherence_harmonic"].append(c["harmonic"])
-            per_clip["coherence_percussive"].append(c["percussive"])
+            stem_beats = track_beats(stem, sr) if wanted & {"beat_f1", "beat_f1_song"} else None
+            if "beat_f1" in wanted:
+                per_clip["beat_f1"].append(beat_f1_from_beats(self.reference_beats(clip.name, mix, sr), stem_beats))
+            if "beat_f1_song" in wanted and clip.info.get("beats"):
+                start = float(clip.info["start_s"])
+                truth = np.asarray(clip.info["beats"], dtype=float) - start
+                per_clip["beat_f1_song"].append(beat_f1_from_beats(truth[(truth >= 0) & (truth < n / sr)], stem_beats))
+            if "harmonic_agreement" in wanted and clip.info.get("chords") and clip.info.get("pitched"):
+                try:
+                    per_clip["harmonic_agreement"].append(
+                        harmonic_agreement(stem, clip.info["chords"], sr, float(clip.info["start_s"])))
+                except ValueError:  # no chroma energy: a silent stem plays no chord
+                    silent += 1
+            if coherent:
+                c = coherence(mix, stem, sr, model)
+                per_clip["coherence"].append(c["coherence"])
+                per_clip["coherence_harmonic"].append(c["harmonic"])
+                per_clip["coherence_percussive"].append(c["percussive"])
+            for m, v in per_clip.items():
+                songs[m] += [song] * (len(v) - before[m])
             gen_cut.append(stem)
             ref_cut.append(np.asarray(clip.target, dtype=np.float32)[:n])
-        k = len(clips)
-        coh_note = (f"in-house COCOLA-style model ({model.card.get('weights_sha256', 'unsaved weights')}), not the "
-                    "official COCOLA; mean over 5 s chunks (2.5 s hop); mean over clips, bootstrap 95 % CI")
+        card = model.card.get("weights_sha256", "unsaved weights") if model is not None else ""
+        coh_note = (f"in-house COCOLA-style model ({card}), not the "
+                    "official COCOLA; mean over 5 s chunks (2.5 s hop); mean over clips, bootstrap 95 % CI over songs")
         notes = {
             "beat_f1": "madmom RNN+DBN beats, F-measure +-70 ms, reference = input-mix beats; mean over clips, "
-                       "bootstrap 95 % CI",
+                       "bootstrap 95 % CI over songs",
             "coherence": coh_note,
             "coherence_harmonic": coh_note.replace("model", "model, percussive channel zeroed", 1),
             "coherence_percussive": coh_note.replace("model", "model, harmonic channel zeroed", 1),
+            "beat_f1_song": "madmom RNN+DBN beats of the stem vs the song's true beats, F-measure +-70 ms; "
+                            "mean over clips whose song knows its beats, bootstrap 95 % CI over songs",
+            "harmonic_agreement": "share of chroma energy (55 Hz-2 kHz) on the current chord's tones; mean over "
+                                  "clips with a pitched target and known chords, bootstrap 95 % CI over songs"
+                                  + (f"; {silent} silent stem(s) left out" if silent else ""),
         }
         out: dict[str, MetricResult] = {}
         for name, values in per_clip.items():
-            low, high = bootstrap_ci(values, n_boot=self.n_boot, seed=seed)
-            out[name] = (float(np.mean(values)), low, high, k, notes[name])
-        out["fad"] = self._fad(gen_cut, ref_cut, clips[0].sample_rate, seed)
+            if not values:
+                continue  # no clip carries what this metric needs (e.g. Slakh2100 without chord labels)
+            low, high = bootstrap_ci(values, n_boot=self.n_boot, seed=seed, groups=songs[name])
+            out[name] = (float(np.mean(values)), low, high, len(values), notes[name])
+        if "fad" in wanted:
+            out["fad"] = self._fad(gen_cut, ref_cut, clips[0].sample_rate, seed)
         return out
 
     def _fad(self, generated: list[np.ndarray], reference: list[np.ndarray], sr: int, seed: int) -> MetricResult:

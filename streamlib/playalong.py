@@ -1,0 +1,170 @@
+"""Does the accompanist play along? Free-running generation scored against the song (chapters 7 and 9).
+
+A loss says how well a model predicts the true stem with the true history; it does not say whether the
+model, left to itself, plays the song's chords on the song's beats. This module generates each held-out
+clip's stem from its input mixture and scores it with the play-along metrics of
+``streamlib.metrics.scorer`` (harmonic agreement with the song's chords, beat F1 against the song's
+beats), next to three references on the same clips:
+
+* the ground-truth stem (the ceiling);
+* the random-pairing floor (another clip's true stem of the same instrument class);
+* the same model fed **another song's input** (paper A.2's control): a model that listens scores
+  lower with it; one that ignores its input scores the same.
+
+``render`` generates offline with the model's own causal layout (every input frame known up front,
+the generator sees only what t_f allows), which is what the streaming engine produces without its
+clock; ``streamlib.sweep`` streams through the engine when speed matters too. ``verdict`` checks the
+bar of the issue "Accompanists that play along" on the rows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from streamlib.config import FRAME_RATE
+
+PLAY_ALONG_METRICS = ("harmonic_agreement", "beat_f1_song")
+CONTROL_KIND = "random_input"
+
+
+def render(acc, codec, input_audio: np.ndarray, category: int, frames: int, *, seed: int = 0,
+           temperature: float = 1.0, top_k: int = 200) -> np.ndarray:
+    """Generate ``frames`` output frames for ``input_audio`` (mono, the codec's rate) and decode them.
+
+    The input is encoded once; the generator reads it through the model's visibility rule, so output
+    frame f depends on input frames ``<= f + t_f - 1`` only (chapter 5), as when streamed.
+    """
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        x = torch.as_tensor(np.asarray(input_audio, dtype=np.float32))[None, None]
+        codes = codec.encode(x, n_q=acc.cfg.n_q)[0]
+        gen = acc.generator(category, temperature=temperature, top_k=top_k)
+        gen.feed_input(codes)
+        out = gen.generate(int(frames))
+        return codec.decode(out[None]).reshape(-1).cpu().numpy()
+
+
+def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True,
+                   progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """One stem per clip; ``paired=False`` feeds clip i the input of clip i + 1 (another song, as a rule).
+
+    The input is cut to what the model may see (``clip.frames`` plus its lookahead t_f + D): a control
+    clip's input is as long as the clip's own."""
+    out = []
+    hop = clips[0].sample_rate // FRAME_RATE
+    for i, clip in enumerate(clips):
+        src = clip if paired else clips[(i + 1) % len(clips)]
+        audio = render(acc, codec, src.input_mix, clip.category, clip.frames, seed=seed + i)
+        out.append(audio[: clip.frames * hop])
+        if progress:
+            progress(i)
+    return out
+
+
+def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0, control: bool = True,
+               log: Callable[[str], None] | None = print) -> list[dict]:
+    """Rows in the sweep's CSV layout: ground truth, random pairing, every model with its own input and,
+    with ``control``, with another song's input (kind ``random_input``). ``models``: label -> accompanist."""
+    from streamlib.stream import ModelEntry
+    from streamlib.sweep import _hop, random_pairing, score
+
+    hop = _hop(clips[0])
+    rows = score("ground truth", "ground_truth", [c.target[: c.frames * hop] for c in clips], clips, scorer, seed=seed)
+    rows += score("random pairing", "random_floor", random_pairing(clips, seed), clips, scorer, seed=seed)
+    for label, acc in models.items():
+        spec = getattr(acc, "spec", None)
+        entry = ModelEntry(label, "offline_prefix" if acc.offline else "streaming", None,
+                           None if spec is None else spec.tf, None if spec is None else spec.k, acc)
+        for paired in (True, False) if control else (True,):
+            t0 = time.perf_counter()
+            stems = generate_clips(acc, clips, codec, seed=seed, paired=paired)
+            name = label if paired else f"{label} (another song's input)"
+            kind = entry.kind if paired else CONTROL_KIND
+            rows += score(name, kind, stems, clips, scorer, entry=entry, seed=seed)
+            if log:
+                log(f"{name}: {len(clips)} clips in {time.perf_counter() - t0:.0f} s")
+    return rows
+
+
+def _ci(rows, system: str, metric: str) -> dict | None:
+    return next((r for r in rows if r["system"] == system and r["metric"] == metric), None)
+
+
+def verdict(rows: Sequence[dict], metrics: Sequence[str] = PLAY_ALONG_METRICS) -> list[dict]:
+    """The play-along bar, per model and metric: above the random-pairing floor with non-overlapping
+    95 % intervals, and above the same model fed another song's input (non-overlapping intervals).
+
+    Returns ``{system, metric, value, floor, control, above_floor, above_control}`` rows (``control``
+    None when the rows have no control for that model).
+    """
+    out = []
+    for metric in metrics:
+        floor = _ci(rows, "random pairing", metric)
+        if floor is None:
+            continue
+        for r in rows:
+            if r["metric"] != metric or r["kind"] not in ("streaming", "offline_prefix"):
+                continue
+            ctrl = _ci(rows, f"{r['system']} (another song's input)", metric)
+            out.append({
+                "system": r["system"], "metric": metric, "value": r["value"], "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"], "floor": floor["value"], "floor_ci_high": floor["ci_high"],
+                "control": None if ctrl is None else ctrl["value"],
+                "above_floor": r["ci_low"] > floor["ci_high"],
+                "above_control": None if ctrl is None else r["ci_low"] > ctrl["ci_high"],
+            })
+    return out
+
+
+def stem_report(generated: np.ndarray, truth: np.ndarray, sample_rate: int, *, chords: list | None = None,
+                beats: Sequence[float] | None = None) -> dict:
+    """Play-along numbers of one generated stem next to the true one (clip time): harmonic agreement with
+    ``chords`` and its chance level (the share of pitch classes the chords hold: a stem with flat chroma
+    scores that), and beat F1 against ``beats``. Keys are absent where the clip lacks the annotation."""
+    from streamlib.metrics.beats import beat_f1_from_beats, track_beats
+    from streamlib.metrics.harmony import harmonic_agreement
+    from streamlib.pitch import chord_frames
+
+    out: dict = {}
+    if chords:
+        n = int(np.ceil(len(truth) * FRAME_RATE / sample_rate))
+        _, tones = chord_frames(chords, n)
+        has = tones.any(axis=0)
+        out["chance"] = float(tones[:, has].sum(axis=0).mean() / 12) if has.any() else None
+        for name, audio in (("generated", generated), ("truth", truth)):
+            try:
+                out[f"harmony_{name}"] = harmonic_agreement(audio, chords, sample_rate)
+            except ValueError:  # silent: no chroma
+                out[f"harmony_{name}"] = None
+    if beats is not None and len(beats):
+        ref = np.asarray(beats, dtype=float)
+        for name, audio in (("generated", generated), ("truth", truth)):
+            out[f"beats_{name}"] = beat_f1_from_beats(ref, track_beats(audio, sample_rate))
+    return out
+
+
+def verdict_line(report: dict, instrument: str) -> str:
+    """One line for ``demo``: the numbers and whether the stem plays along. The rule (stated, not tuned):
+    harmony counts when the generated stem is at least half-way from the chance level to the true stem,
+    beats when its beat F1 is at least half the true stem's."""
+    parts, ok = [], []
+    if "chance" in report and report.get("harmony_truth") is not None:
+        g, t, c = report.get("harmony_generated"), report["harmony_truth"], report["chance"]
+        parts.append(f"on the chord tones {'silent' if g is None else f'{g:.2f}'} (true stem {t:.2f}, chance {c:.2f})")
+        ok.append(g is not None and g >= c + 0.5 * (t - c))
+    if "beats_truth" in report:
+        g, t = report["beats_generated"], report["beats_truth"]
+        parts.append(f"beat F1 against the song {g:.2f} (true stem {t:.2f})")
+        ok.append(g >= 0.5 * t)
+    if not parts:
+        return f"{instrument}: no chords or beats known for this clip, no verdict"
+    word = "plays along" if all(ok) else "partly plays along" if any(ok) else "does not play along yet"
+    return f"{instrument} {word}: " + "; ".join(parts)
+
+
+__all__ = ["CONTROL_KIND", "PLAY_ALONG_METRICS", "generate_clips", "play_along", "render", "stem_report", "verdict",
+           "verdict_line"]

@@ -1,0 +1,104 @@
+"""Play-along metrics (chapter 9): harmonic agreement and beat F1 against the song, the cluster
+bootstrap over songs, the verdict of the play-along bar, and offline rendering of a stem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamlib.metrics.beats import click_track
+from streamlib.metrics.pairing import bootstrap_ci
+from streamlib.metrics.scorer import PLAY_ALONG, MetricScorer
+from streamlib.playalong import render, verdict
+from streamlib.sweep import Clip
+
+SR = 16_000
+CHORDS = [[0.0, 4.0, "C:maj"], [4.0, 8.0, "A:min"], [8.0, 30.0, "F:maj"]]
+BEATS = list(np.arange(0.0, 30.0, 0.5))
+
+
+def _tones(freqs, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(np.sin(2 * np.pi * f * t) for f in freqs).astype(np.float32) * 0.1
+
+
+def _clip(target: np.ndarray, start: float, track: str = "song", pitched: bool = True) -> Clip:
+    frames = len(target) * 50 // SR
+    return Clip(name=f"{track}@{start}", category=0, sample_rate=SR, input_stems=[click_track(120, 4.0, SR)],
+                target=target, frames=frames,
+                info={"track": track, "start_s": start, "chords": CHORDS, "beats": BEATS, "pitched": pitched})
+
+
+def test_play_along_metrics_know_the_answer():
+    # 4 s from 4 s into the song: the chord is A minor; A-C-E scores high, a tritone cluster low
+    in_chord = _tones([220.0, 261.63, 329.63], 4.0)
+    off_chord = _tones([233.08, 277.18, 311.13], 4.0)  # Bb, C#, Eb
+    on_beat = click_track(120, 4.0, SR)  # beats at 0, 0.5, ...: the song's grid from 4 s on
+    off_beat = click_track(120, 4.0, SR, offset_s=0.25)
+    scorer = MetricScorer(metrics=PLAY_ALONG, n_boot=200)
+    clips = [_clip(in_chord, 4.0, "a"), _clip(off_chord, 4.0, "b")]
+    h = scorer([in_chord, off_chord], clips)["harmonic_agreement"]
+    good = scorer([in_chord, in_chord], clips)["harmonic_agreement"][0]
+    bad = scorer([off_chord, off_chord], clips)["harmonic_agreement"][0]
+    assert good > 0.6 and bad < 0.2 and bad < h[0] < good  # chroma bins leak into neighbours: a pure triad scores ~0.7
+    b_good = scorer([on_beat, on_beat], clips)["beat_f1_song"][0]
+    b_bad = scorer([off_beat, off_beat], clips)["beat_f1_song"][0]
+    assert b_good > 0.8 and b_bad < 0.3
+
+
+def test_silent_stems_and_unpitched_targets_are_left_out_of_harmony():
+    scorer = MetricScorer(metrics=PLAY_ALONG, n_boot=50)
+    tone = _tones([220.0, 261.63, 329.63], 4.0)
+    clips = [_clip(tone, 4.0, "a"), _clip(tone, 4.0, "b"), _clip(tone, 4.0, "c", pitched=False)]
+    out = scorer([tone, np.zeros_like(tone), tone], clips)
+    value, low, high, n, note = out["harmonic_agreement"]
+    assert n == 1 and "1 silent" in note
+    assert out["beat_f1_song"][3] == 3
+    no_truth = [Clip(c.name, 0, SR, c.input_stems, c.target, c.frames, {"track": "x", "start_s": 0.0}) for c in clips]
+    assert scorer([tone] * 3, no_truth) == {}  # nothing to score against: no metric, not a constant
+
+
+def test_cluster_bootstrap_resamples_songs():
+    values = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    low, high = bootstrap_ci(values, n_boot=2000, seed=0, groups=["a", "a", "a", "b", "b", "b"])
+    # two songs: every resample is all-a, all-b or half and half
+    assert low == 0.0 and high == 1.0
+    low_i, high_i = bootstrap_ci(values, n_boot=2000, seed=0)
+    assert 0.0 < low_i < high_i < 1.0  # clips treated as independent: a narrower interval
+    with pytest.raises(ValueError):
+        bootstrap_ci(values, groups=["a"])
+
+
+def test_verdict_needs_non_overlapping_intervals():
+    def row(system, kind, value, low, high):
+        return {"system": system, "kind": kind, "metric": "harmonic_agreement", "value": value, "ci_low": low,
+                "ci_high": high}
+
+    rows = [row("random pairing", "random_floor", 0.29, 0.26, 0.32),
+            row("m1", "streaming", 0.40, 0.35, 0.45), row("m1 (another song's input)", "random_input", 0.30, 0.27, 0.34),
+            row("m2", "streaming", 0.33, 0.30, 0.36), row("m2 (another song's input)", "random_input", 0.33, 0.30, 0.36)]
+    out = {v["system"]: v for v in verdict(rows)}
+    assert out["m1"]["above_floor"] and out["m1"]["above_control"]
+    assert not out["m2"]["above_floor"] and not out["m2"]["above_control"]
+    assert set(out) == {"m1", "m2"}
+
+
+def test_render_is_seeded_and_causal():
+    from streamlib.codec import CausalCodec
+    from streamlib.config import StreamSpec, get_preset
+    from streamlib.model import Accompanist
+
+    debug = get_preset("debug")
+    torch.manual_seed(0)
+    codec = CausalCodec(debug.codec).eval()
+    acc = Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    a = render(acc, codec, x, 0, 20, seed=3)
+    assert np.array_equal(a, render(acc, codec, x, 0, 20, seed=3)) and len(a) == 20 * codec.hop
+    assert not np.array_equal(a, render(acc, codec, x, 0, 20, seed=4))
+    # at t_f = 0 the first 10 output frames see input frames < 10 + n_q - 1 only: a later change is invisible
+    y = x.copy()
+    y[15 * codec.hop :] = 0.0
+    assert np.array_equal(render(acc, codec, x, 0, 10, seed=3)[: 10 * codec.hop],
+                          render(acc, codec, y, 0, 10, seed=3)[: 10 * codec.hop])
