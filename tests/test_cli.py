@@ -4,6 +4,7 @@ is one line on stderr and exit code 2, checked before the work; ``stream`` says 
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -22,10 +23,9 @@ STREAM = ["stream", "--input", "data/examples/test_clip/mix.flac", "--checkpoint
 
 
 def run_cli(*args, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m streamlib ARGS`` in a subprocess, as a user would. torch's weight_norm FutureWarning
-    (printed whenever the codec loads; its removal is a separate item of issue 20) is silenced so that
-    stderr holds only what streamlib says."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning:torch.nn.utils.weight_norm", "OMP_NUM_THREADS": "1"}
+    """Run ``python -m streamlib ARGS`` in a subprocess, as a user would (warnings as they come: a stray
+    one, such as torch's weight_norm FutureWarning, would break the tests that read stderr line by line)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "streamlib", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT, env=env)
 
@@ -123,6 +123,59 @@ def test_compare_window_csv_needs_a_token_cache(tmp_path):
 ])
 def test_bad_stream_and_demo_input_is_one_line_and_exit_2(args, text):
     assert_one_line_error(run_cli(*args), text)
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--tracks", "2", "--min-seconds", "4", "--max-seconds", "5"],
+     "--max-seconds must be at least 9 s, got 5: a track is at least two 4-bar phrases"),
+    (["--min-seconds", "300", "--max-seconds", "400"], "--min-seconds must be at most 220.4 s, got 300"),
+    (["--min-seconds", "20", "--max-seconds", "10"], "--max-seconds 10 is below --min-seconds 20"),
+    (["--tracks", "0"], "argument --tracks: must be at least 1, got 0"),
+    (["--min-seconds", "nan"], "argument --min-seconds: expected a finite number"),
+])
+def test_data_synth_refuses_lengths_it_cannot_make(args, text, tmp_path):
+    assert_one_line_error(run_cli("data", "synth", *args, "--out", tmp_path / "synth"), text)
+    assert not (tmp_path / "synth").exists()  # refused before its folder is made
+
+
+@pytest.mark.parametrize("args,text", [
+    (["bench", "codec", "--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    (["train", "--out", "{tmp}/run", "--val-every", "0"], "argument --val-every: must be at least 1, got 0"),
+    (["train", "--out", "{tmp}/run", "--save-every", "-1"], "argument --save-every: must be more than 0, got -1"),
+    (["codec", "train", "--out", "{tmp}/run", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["coherence", "train", "--out", "{tmp}/run", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
+    (["tokenize", "--dataset", "data/synth", "--out", "{tmp}/run", "--workers", "0"], "argument --workers: must be"),
+])
+def test_counts_and_durations_are_checked_before_the_work(args, text, tmp_path):
+    assert_one_line_error(run_cli(*(a.format(tmp=tmp_path) for a in args)), text)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_weights_beside_a_card_are_named(tmp_path):
+    """A card whose weights file is missing (a partial copy): the error names the weights, not the card."""
+    card = (REPO_ROOT / SHIPPED).with_suffix(".json")
+    (tmp_path / card.name).write_text(card.read_text())
+    weights = tmp_path / "book_tf+0_k1.safetensors"
+    for command in (["stream", "--input", "data/examples/test_clip/mix.flac"], ["demo"]):
+        result = run_cli(*command, "--checkpoint", weights, "--out", tmp_path / "out")
+        assert_one_line_error(result, f"accompanist checkpoint {weights} does not exist")
+        assert "card" not in result.stderr
+
+
+def test_data_synth_help_states_the_bounds():
+    help_text = " ".join(run_cli("data", "synth", "--help").stdout.split())
+    assert "at most 220.4" in help_text and "at least 9" in help_text and "always honoured" in help_text
+    assert "a range narrower than a phrase gives some shorter tracks" in help_text
+
+
+def test_speeds_are_x_real_time_everywhere():
+    """No "RTF" (or an rtf column) is left: speeds are "x real time", audio seconds per compute second."""
+    texts = [*REPO_ROOT.glob("streamlib/**/*.py"), *REPO_ROOT.glob("benchmarks/*.md"), *REPO_ROOT.glob("book/*.ipynb"),
+             REPO_ROOT / "README.md"]
+    for path in texts:
+        assert not re.search(r"\bRTF\b", path.read_text(), flags=re.IGNORECASE), path
+    for path in REPO_ROOT.glob("results/*.csv"):
+        assert "rtf" not in path.read_text().splitlines()[0].lower().split(","), path
 
 
 @pytest.mark.parametrize("args", [

@@ -137,6 +137,29 @@ def test_compiled_equals_eager_and_failure_falls_back(tables, monkeypatch):
                                           "no C++ compiler); it runs eagerly"]
 
 
+def test_a_failed_compile_is_not_tried_again(tables, monkeypatch):
+    """A compiler failure (inside dynamo's BackendCompilerFailed) is named by its cause, and a second generator
+    of the same model (e.g. after ``--threads auto``'s probe) runs eagerly without compiling again."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    calls = []
+
+    def step(*args):
+        calls.append(1)
+        raise BackendCompilerFailed(step, TypeError("reduce() of empty iterable"), None)
+
+    monkeypatch.setattr(fastmod, "compiled_step", lambda decoder: step)
+    acc, notes = make(tables, -3, 2, seed=4), []
+    first = FastGenerator(acc, 1, top_k=1, compile=True, dtype=FP32, notify=notes.append)
+    first.warm_up()
+    second = FastGenerator(acc, 1, top_k=1, compile=True, dtype=FP32, notify=notes.append)
+    second.warm_up()
+    assert not first.compiled and not second.compiled and len(calls) == 1
+    assert notes == ["compiling the fast decode step (once per model and process; --no-compile skips it)",
+                     "torch.compile failed for the fast decode step (TypeError: reduce() of empty iterable); "
+                     "it runs eagerly"]
+
+
 def test_bf16_weights_stay_close_to_fp32(tables):
     """bf16 (the default where ``bf16_supported``; emulated, slowly, elsewhere) gives logits within bf16
     rounding of fp32, and generates."""

@@ -19,10 +19,12 @@ from streamlib.cli import number
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--presets", nargs="+", default=["book", "paper"], help="codec presets to compare")
-    p.add_argument("--seconds", type=float, default=4.0, help="audio length per measurement (paper: a quarter)")
-    p.add_argument("--chunks", type=int, nargs="+", default=[1, 5], help="streaming chunk sizes in frames")
+    p.add_argument("--seconds", type=number(float, above=0), default=4.0,
+                   help="audio length per measurement (paper: a quarter)")
+    p.add_argument("--chunks", type=number(int, minimum=1), nargs="+", default=[1, 5],
+                   help="streaming chunk sizes in frames")
     p.add_argument("--threads", type=number(int, minimum=1), default=1)
-    p.add_argument("--repeats", type=int, default=3, help="median of this many timings")
+    p.add_argument("--repeats", type=number(int, minimum=1), default=3, help="median of this many timings")
 
 
 def _median_time(fn, repeats: int) -> float:

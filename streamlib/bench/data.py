@@ -11,11 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from streamlib.cli import number
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracks", type=int, default=12, help="songs per measurement")
+    p.add_argument("--tracks", type=number(int, minimum=1), default=12, help="songs per measurement")
     p.add_argument("--rates", type=int, nargs="+", default=[16_000, 44_100])
-    p.add_argument("--examples", type=int, default=64, help="10 s examples drawn for the sampler timing")
+    p.add_argument("--examples", type=number(int, minimum=1), default=64,
+                   help="10 s examples drawn for the sampler timing")
 
 
 def run(args) -> int:

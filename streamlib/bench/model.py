@@ -48,15 +48,22 @@ FRAME_MS = 20.0  # one frame at 50 Hz
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", nargs="*", default=["book"],
                    help="model presets to measure (default: book; none: only the --layers/--d-model size)")
-    p.add_argument("--layers", type=int, default=None, help="also measure a custom size with this many layers")
-    p.add_argument("--d-model", type=int, default=None,
+    p.add_argument("--layers", type=number(int, minimum=1), default=None,
+                   help="also measure a custom size with this many layers")
+    p.add_argument("--d-model", type=number(int, minimum=1), default=None,
                    help="custom size's width (heads of 32 channels, half as many kv heads, SwiGLU ~8/3 d)")
-    p.add_argument("--batch", type=int, default=None, help="training batch (default 8; 1 for the paper preset)")
-    p.add_argument("--frames", type=int, default=500, help="training frames per example (default 500 = 10 s)")
-    p.add_argument("--context", type=int, default=250, help="decode prefix in frames (default 250 = 5 s)")
-    p.add_argument("--steps", type=int, default=20, help="decoded frames per timing with a cache (default 20)")
-    p.add_argument("--nocache-steps", type=int, default=2, help="decoded frames per timing without a cache")
-    p.add_argument("--repeats", type=int, default=5, help="median of this many interleaved timings (default 5)")
+    p.add_argument("--batch", type=number(int, minimum=1), default=None,
+                   help="training batch (default 8; 1 for the paper preset)")
+    p.add_argument("--frames", type=number(int, minimum=1), default=500,
+                   help="training frames per example (default 500 = 10 s)")
+    p.add_argument("--context", type=number(int, minimum=1), default=250,
+                   help="decode prefix in frames (default 250 = 5 s)")
+    p.add_argument("--steps", type=number(int, minimum=1), default=20,
+                   help="decoded frames per timing with a cache (default 20)")
+    p.add_argument("--nocache-steps", type=number(int, minimum=1), default=2,
+                   help="decoded frames per timing without a cache")
+    p.add_argument("--repeats", type=number(int, minimum=1), default=5,
+                   help="median of this many interleaved timings (default 5)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true",
                    help="~20 s: batch 4 x 250 frames, 2 repeats, 5 decoded frames per timing")

@@ -25,7 +25,9 @@ matches to float tolerance.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 from dac.nn.layers import Snake1d, WNConv1d, WNConvTranspose1d
@@ -307,15 +309,21 @@ class CausalDAC(RVQCodec):
         self.apply(_init_weights)
 
 
-def build_codec_model(cfg: CodecConfig) -> RVQCodec:
-    """The codec network a config describes: ``arch`` "dac" (waveform) or "spectral" (frame rate).
-
-    dac's layers (``WNConv1d``, the quantiser's projections) are built with torch's deprecated
-    ``weight_norm``, which warns on every construction; the warning is about dac's code, not ours,
-    and the loaded codec folds weight norm away (``load_codec``), so it is silenced here only.
-    """
+@contextlib.contextmanager
+def dac_weight_norm_quiet() -> Iterator[None]:
+    """Silence, inside the block only, torch's FutureWarning that ``torch.nn.utils.weight_norm`` is deprecated.
+    dac's layers (``WNConv1d``, the quantiser's projections, its GAN ``Discriminator``) call it on every
+    construction: the warning is about dac's code, not ours, and a loaded codec folds weight norm away
+    (``load_codec``)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
+        yield
+
+
+def build_codec_model(cfg: CodecConfig) -> RVQCodec:
+    """The codec network a config describes: ``arch`` "dac" (waveform) or "spectral" (frame rate), built
+    without dac's weight_norm warning (``dac_weight_norm_quiet``)."""
+    with dac_weight_norm_quiet():
         if cfg.arch == "spectral":
             from streamlib.codec.spectral import SpectralCodec
 

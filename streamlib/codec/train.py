@@ -43,7 +43,7 @@ from streamlib.checkpoint import (
     save_training_state,
     set_rng_state,
 )
-from streamlib.codec.model import RVQCodec, build_codec_model
+from streamlib.codec.model import RVQCodec, build_codec_model, dac_weight_norm_quiet
 from streamlib.config import CodecConfig, ConfigError, bf16_supported, get_device, seed_everything
 from streamlib.pitch import SEMITONE_BINS
 
@@ -304,7 +304,8 @@ def train_codec(
         from dac.model import Discriminator
         from dac.nn.loss import GANLoss
 
-        disc = Discriminator(sample_rate=codec_cfg.sample_rate).to(dev)
+        with dac_weight_norm_quiet():  # dac's discriminator calls torch's deprecated weight_norm
+            disc = Discriminator(sample_rate=codec_cfg.sample_rate).to(dev)
         disc_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
         disc_sched = torch.optim.lr_scheduler.LambdaLR(disc_opt, lambda s: lr_factor(s, cfg))
         gan_loss = GANLoss(disc).to(dev)

@@ -146,17 +146,18 @@ def register(sub) -> None:
     t.add_argument("--preset", default="book", help="codec preset: book (CPU), paper (GPU, GAN on), debug")
     t.add_argument("--data", help="Slakh-layout folder (default: the book's synthesised set)")
     t.add_argument("--out", required=True, help="run folder: train_state.pt and log.csv")
-    t.add_argument("--steps", type=int, help="total steps (a resumed run continues to this)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--excerpt-seconds", type=float)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--warmup-steps", type=int)
+    t.add_argument("--steps", type=number(int, minimum=1), help="total steps (a resumed run continues to this)")
+    t.add_argument("--batch-size", type=number(int, minimum=1))
+    t.add_argument("--excerpt-seconds", type=number(float, above=0))
+    t.add_argument("--lr", type=number(float, above=0))
+    t.add_argument("--warmup-steps", type=number(int, minimum=0))
     t.add_argument("--gan", action=argparse.BooleanOptionalAction, default=None,
                    help="adversarial + feature-matching losses (default: on for the paper preset only)")
     t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default on)")
     t.add_argument("--seed", type=int)
-    t.add_argument("--save-every", type=float, help="seconds between checkpoints")
-    t.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes of this sitting")
+    t.add_argument("--save-every", type=number(float, above=0), help="seconds between checkpoints")
+    t.add_argument("--max-minutes", type=number(float, above=0),
+                   help="stop (and checkpoint) after this many minutes of this sitting")
     t.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (the machine is shared: 1)")
     t.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     t.add_argument("--codec-option", action="append", metavar="KEY=VALUE",
@@ -175,7 +176,7 @@ def register(sub) -> None:
     e.add_argument("--half", choices=["auto", "yes", "no"], default="auto")
     e.add_argument("--fixture", default="tests/fixtures/codec_fixture.flac",
                    help="where to store the tiny fixture clip the tests check the card against")
-    e.add_argument("--max-tracks", type=int, default=24)
+    e.add_argument("--max-tracks", type=number(int, minimum=1), default=24)
     e.add_argument("--pitch-data", help="a synthesised set never trained on, for the pitch measurements "
                                         "(e.g. data/synth-heldout: data synth --tracks 24 --seed 7)")
     e.set_defaults(func=_export)
@@ -183,7 +184,7 @@ def register(sub) -> None:
     v = what.add_parser("eval", help="held-out reconstruction quality of a checkpoint")
     v.add_argument("--checkpoint", help="default: the shipped codec")
     v.add_argument("--data", default="data/synth")
-    v.add_argument("--max-tracks", type=int, default=24)
+    v.add_argument("--max-tracks", type=number(int, minimum=1), default=24)
     v.set_defaults(func=_eval)
 
     h = what.add_parser("pitch", help="does the codec keep the notes? chroma similarity and probes of its tokens")

@@ -99,14 +99,18 @@ def register(sub) -> None:
     t = what.add_parser("train", help="train or resume (atomic checkpoints), then export weights + card")
     t.add_argument("--data", help="Slakh-layout folder (default: the book's synthesised set)")
     t.add_argument("--out", default="runs/coherence", help="run folder holding train_state.pt")
-    t.add_argument("--steps", type=int, default=2000, help="total steps (a resumed run continues to this)")
-    t.add_argument("--batch-pairs", type=int, default=32, help="positive pairs per step (the rest are negatives)")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--windows-per-track", type=int, default=10, help="5 s windows drawn from each training song")
+    t.add_argument("--steps", type=number(int, minimum=1), default=2000,
+                   help="total steps (a resumed run continues to this)")
+    t.add_argument("--batch-pairs", type=number(int, minimum=1), default=32,
+                   help="positive pairs per step (the rest are negatives)")
+    t.add_argument("--lr", type=number(float, above=0), default=2e-3)
+    t.add_argument("--windows-per-track", type=number(int, minimum=1), default=10,
+                   help="5 s windows drawn from each training song")
     t.add_argument("--channel-drop", type=float, default=0.5,
                    help="share of steps that zero the percussive or the harmonic channel (trains the sub-scores)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this many minutes of this sitting")
+    t.add_argument("--max-minutes", type=number(float, above=0),
+                   help="stop (and checkpoint) after this many minutes of this sitting")
     t.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (the machine is shared: 1)")
     t.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
     t.add_argument("--export", default=DEFAULT_OUT, help="weights to write when training ends ('' to skip)")

@@ -7,16 +7,28 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from streamlib.cli import number
+    from streamlib.data.compose import FORM, MIN_PHRASES, longest_song_seconds, shortest_song_seconds
+    from streamlib.data.synth import TAIL_SECONDS
+
+    shortest, longest = shortest_song_seconds() + TAIL_SECONDS, longest_song_seconds() + TAIL_SECONDS
+    phrases = shortest_song_seconds() / MIN_PHRASES, longest_song_seconds() / len(FORM)  # a 4-bar phrase: s
     p = sub.add_parser("data", help="multitrack data: synthesise a Slakh-format set, describe a data set")
     what = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     s = what.add_parser("synth", help="write a synthesised data set in the Slakh2100 layout (resumable)")
-    s.add_argument("--tracks", type=int, default=240, help="number of tracks (default 240: the book's set)")
+    s.add_argument("--tracks", type=number(int, minimum=1), default=240,
+                   help="number of tracks (default 240: the book's set)")
     s.add_argument("--out", required=True, help="output folder (split folders train/validation/test inside)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sample-rate", type=int, default=16_000, help="16000 (the book codec) or 44100 (Slakh)")
-    s.add_argument("--min-seconds", type=float, default=30.0, help="shortest track length in seconds, release tail included (songs are whole 4-bar phrases)")
-    s.add_argument("--max-seconds", type=float, default=60.0, help="longest track length in seconds, release tail included (at least 9)")
+    s.add_argument("--min-seconds", type=number(above=0), default=30.0,
+                   help=f"shortest track length in seconds, release tail included (default 30; at most {longest:.1f}). "
+                        f"Songs are whole 4-bar phrases of {phrases[0]:g}-{phrases[1]:.1f} s: a range "
+                        f"narrower than a phrase gives some shorter tracks")
+    s.add_argument("--max-seconds", type=number(above=0), default=60.0,
+                   help=f"longest track length in seconds, release tail included (default 60; at least {shortest:g}: "
+                        f"two 4-bar phrases at the fastest tempo); always honoured")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)
 

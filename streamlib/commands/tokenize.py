@@ -36,10 +36,12 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="cache folder (e.g. data/tokens/book)")
     p.add_argument("--codec", help="codec checkpoint (default: checkpoints/codec/book.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mixture draws")
-    p.add_argument("--paper-mixes", type=int, default=2, help="paper-policy mixtures per target stem")
+    p.add_argument("--paper-mixes", type=number(int, minimum=0), default=2,
+                   help="paper-policy mixtures per target stem")
     p.add_argument("--splits", nargs="+", choices=["train", "validation", "test"])
-    p.add_argument("--max-tracks", type=int, help="only the first N tracks (for a quick look)")
+    p.add_argument("--max-tracks", type=number(int, minimum=1), help="only the first N tracks (for a quick look)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1)
-    p.add_argument("--workers", type=int, default=1, help="processes (one thread each) encoding tracks in parallel")
+    p.add_argument("--workers", type=number(int, minimum=1), default=1,
+                   help="processes (one thread each) encoding tracks in parallel")
     p.add_argument("--device")
     p.set_defaults(func=_run)

@@ -529,6 +529,11 @@ def shortest_song_seconds(beats_per_bar: int = 3) -> float:
     return MIN_PHRASES * 4 * beats_per_bar * 60.0 / TEMPO_RANGE[1]
 
 
+def longest_song_seconds() -> float:
+    """The longest song the composer can write: every phrase of ``FORM`` in 4/4 at the slowest tempo."""
+    return len(FORM) * 4 * 4 * 60.0 / TEMPO_RANGE[0]
+
+
 def compose_song(rng: np.random.Generator, min_seconds: float = 30.0, max_seconds: float = 60.0) -> Song:
     """Compose one song of whole 4-bar phrases lasting ``min_seconds``..``max_seconds``.
 

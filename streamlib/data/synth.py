@@ -46,7 +46,8 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from streamlib.data.compose import TPQ, Part, Song, compose_song, shortest_song_seconds
+from streamlib.config import ConfigError
+from streamlib.data.compose import TPQ, Part, Song, compose_song, longest_song_seconds, shortest_song_seconds
 from streamlib.data.render import fluidsynth_version, render_notes
 
 SPLITS = ("train", "validation", "test")
@@ -224,23 +225,37 @@ def track_folder(out: Path, recipe: Recipe, index: int) -> Path:
     return Path(out) / recipe.split_of(index) / f"Track{index:05d}"
 
 
+def check_recipe(recipe: Recipe) -> None:
+    """Raise ``ConfigError`` (naming the ``data synth`` option) unless ``recipe`` can be made as asked: tracks
+    last ``min_seconds``..``max_seconds``, which must leave room for the shortest song and ask no more than the
+    longest (``compose_song`` writes whole 4-bar phrases, so a range narrower than a phrase may give shorter
+    tracks)."""
+    if recipe.tracks < 1:
+        raise ConfigError(f"--tracks must be at least 1, got {recipe.tracks}")
+    if recipe.sample_rate < MIN_SAMPLE_RATE:
+        raise ConfigError(f"--sample-rate must be at least {MIN_SAMPLE_RATE} Hz, got {recipe.sample_rate}")
+    if recipe.min_seconds <= 0:
+        raise ConfigError(f"--min-seconds must be more than 0, got {recipe.min_seconds:g}")
+    if recipe.max_seconds < recipe.min_seconds:
+        raise ConfigError(f"--max-seconds {recipe.max_seconds:g} is below --min-seconds {recipe.min_seconds:g}")
+    shortest, longest = shortest_song_seconds() + TAIL_SECONDS, longest_song_seconds() + TAIL_SECONDS
+    if recipe.max_seconds < shortest:
+        raise ConfigError(f"--max-seconds must be at least {shortest:g} s, got {recipe.max_seconds:g}: a track is at "
+                          f"least two 4-bar phrases ({shortest_song_seconds():g} s at the fastest tempo, 3/4) and a "
+                          f"{TAIL_SECONDS:g} s release tail")
+    if recipe.min_seconds > longest:
+        raise ConfigError(f"--min-seconds must be at most {longest:.1f} s, got {recipe.min_seconds:g}: the longest "
+                          f"track is the whole song form ({longest_song_seconds():.1f} s at the slowest tempo, 4/4) "
+                          f"and a {TAIL_SECONDS:g} s release tail")
+
+
 def synthesize(out: str | Path, recipe: Recipe = BOOK_RECIPE, progress: bool = True) -> dict:
     """Write (or finish) the set described by ``recipe`` under ``out``; returns counts and timings.
 
     Finished tracks are skipped, so an interrupted run resumes where it stopped. A file lock
     (``out/.lock``) makes concurrent callers wait for each other instead of colliding.
     """
-
-    if recipe.tracks < 1:
-        raise ValueError(f"--tracks must be at least 1, got {recipe.tracks}")
-    if recipe.sample_rate < MIN_SAMPLE_RATE:
-        raise ValueError(f"--sample-rate must be at least {MIN_SAMPLE_RATE} Hz, got {recipe.sample_rate}")
-    if recipe.min_seconds <= 0 or recipe.max_seconds < recipe.min_seconds:
-        raise ValueError(f"bad track length range {recipe.min_seconds}..{recipe.max_seconds} s")
-    shortest = shortest_song_seconds() + TAIL_SECONDS
-    if recipe.max_seconds < shortest:
-        raise ValueError(f"--max-seconds must be at least {shortest:g} s: a track is at least two 4-bar phrases "
-                         f"({shortest_song_seconds():g} s at the fastest tempo, 3/4) and a {TAIL_SECONDS:g} s release tail")
+    check_recipe(recipe)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock"):

@@ -188,6 +188,7 @@ _COMPILED: "weakref.WeakKeyDictionary[FastDecoder, Callable]" = weakref.WeakKeyD
 
 
 _READY: "weakref.WeakSet[FastDecoder]" = weakref.WeakSet()  # decoders whose compiled step has run
+_FAILED: "weakref.WeakSet[Callable]" = weakref.WeakSet()  # compiled functions that failed: not tried again
 
 
 def compiled_step(decoder: FastDecoder) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
@@ -200,13 +201,14 @@ def compiled_step(decoder: FastDecoder) -> Callable[..., tuple[Tensor, Tensor, T
 
 class CompiledStep:
     """``compiled`` (a ``torch.compile`` of ``eager``) that falls back to ``eager`` on any compiler failure,
-    once, telling ``notify`` why; ``compiled=None``: ``eager`` only. The fast generator's step and the
-    engine's compiled codec steps (``streamlib.fastcodec``) run through it."""
+    once, telling ``notify`` why; ``compiled=None``, or a ``compiled`` that failed before in this process:
+    ``eager`` only (a failed compile is not paid for twice). The fast generator's step and the engine's
+    compiled codec steps (``streamlib.fastcodec``) run through it."""
 
     def __init__(self, eager: Callable, compiled: Callable | None, what: str,
                  notify: Callable[[str], None] | None = None):
         self.eager, self.what, self.notify = eager, what, notify
-        self.fn = eager if compiled is None else compiled
+        self.fn = eager if compiled is None or compiled in _FAILED else compiled
 
     @property
     def compiled(self) -> bool:
@@ -218,10 +220,12 @@ class CompiledStep:
         except Exception as error:  # any compiler failure: the same function, eagerly
             if not self.compiled:
                 raise
+            _FAILED.add(self.fn)
             self.fn = self.eager
+            cause = getattr(error, "inner_exception", error)  # dynamo's BackendCompilerFailed wraps the reason
             if self.notify:
-                self.notify(f"torch.compile failed for {self.what} ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0][:200]}); it runs eagerly")
+                self.notify(f"torch.compile failed for {self.what} ({type(cause).__name__}: "
+                            f"{str(cause).splitlines()[0][:200]}); it runs eagerly")
             return self.fn(*args)
 
 
