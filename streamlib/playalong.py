@@ -32,23 +32,24 @@ CONTROL_KIND = "random_input"
 
 
 def render(acc, codec, input_audio: np.ndarray, category: int, frames: int, *, seed: int = 0,
-           temperature: float = 1.0, top_k: int = 200) -> np.ndarray:
+           temperature: float = 1.0, top_k: int = 200, guidance: float = 1.0) -> np.ndarray:
     """Generate ``frames`` output frames for ``input_audio`` (mono, the codec's rate) and decode them.
 
     The input is encoded once; the generator reads it through the model's visibility rule, so output
     frame f depends on input frames ``<= f + t_f - 1`` only (chapter 5), as when streamed.
+    ``guidance``: classifier-free guidance scale (``Generator``; 1 = none).
     """
     torch.manual_seed(seed)
     with torch.inference_mode():
         x = torch.as_tensor(np.asarray(input_audio, dtype=np.float32))[None, None]
         codes = codec.encode(x, n_q=acc.cfg.n_q)[0]
-        gen = acc.generator(category, temperature=temperature, top_k=top_k)
+        gen = acc.generator(category, temperature=temperature, top_k=top_k, guidance=guidance)
         gen.feed_input(codes)
         out = gen.generate(int(frames))
         return codec.decode(out[None]).reshape(-1).cpu().numpy()
 
 
-def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True,
+def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, guidance: float = 1.0,
                    progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """One stem per clip; ``paired=False`` feeds clip i the input of clip i + 1 (another song, as a rule).
 
@@ -58,7 +59,7 @@ def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True,
     hop = clips[0].sample_rate // FRAME_RATE
     for i, clip in enumerate(clips):
         src = clip if paired else clips[(i + 1) % len(clips)]
-        audio = render(acc, codec, src.input_mix, clip.category, clip.frames, seed=seed + i)
+        audio = render(acc, codec, src.input_mix, clip.category, clip.frames, seed=seed + i, guidance=guidance)
         out.append(audio[: clip.frames * hop])
         if progress:
             progress(i)
@@ -66,9 +67,10 @@ def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True,
 
 
 def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0, control: bool = True,
-               log: Callable[[str], None] | None = print) -> list[dict]:
+               guidance: dict[str, float] | None = None, log: Callable[[str], None] | None = print) -> list[dict]:
     """Rows in the sweep's CSV layout: ground truth, random pairing, every model with its own input and,
-    with ``control``, with another song's input (kind ``random_input``). ``models``: label -> accompanist."""
+    with ``control``, with another song's input (kind ``random_input``). ``models``: label -> accompanist;
+    ``guidance``: label -> classifier-free guidance scale (default 1, none)."""
     from streamlib.stream import ModelEntry
     from streamlib.sweep import _hop, random_pairing, score
 
@@ -81,7 +83,7 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
                            None if spec is None else spec.tf, None if spec is None else spec.k, acc)
         for paired in (True, False) if control else (True,):
             t0 = time.perf_counter()
-            stems = generate_clips(acc, clips, codec, seed=seed, paired=paired)
+            stems = generate_clips(acc, clips, codec, seed=seed, paired=paired, guidance=(guidance or {}).get(label, 1.0))
             name = label if paired else f"{label} (another song's input)"
             kind = entry.kind if paired else CONTROL_KIND
             rows += score(name, kind, stems, clips, scorer, entry=entry, seed=seed)

@@ -67,6 +67,7 @@ class Run:
     history_noise: float = 0.0  # share of teacher-forced output codes replaced by random codes (targets kept)
     contrast_weight: float = 0.0  # weight of the margin loss preferring the true input over another window's
     contrast_margin: float = 0.1  # nats per token the true input should beat the rolled one by
+    input_dropout: float = 0.0  # share of windows trained without their input: classifier-free guidance at sampling
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
@@ -79,6 +80,8 @@ def check_levers(run: Run) -> None:
     if run.contrast_weight < 0 or run.contrast_margin < 0:
         raise ConfigError(f"contrast_weight and contrast_margin must be >= 0, got {run.contrast_weight}, "
                           f"{run.contrast_margin}")
+    if not 0.0 <= run.input_dropout < 1.0:
+        raise ConfigError(f"input_dropout must be in [0, 1), got {run.input_dropout}")
     if run.contrast_weight > 0 and run.offline:
         raise ConfigError("the contrast loss applies to streaming models (the offline decoder sees all its input)")
 
@@ -106,14 +109,30 @@ def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> 
 
 
 def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
-               frames: int | None = None, per_window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               frames: int | None = None, per_window: bool = False,
+               dropped: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``;
     with ``frames``, only targets of output frames ``< frames``; ``per_window``: one sum and count per
-    window of the batch. ``net`` is the accompanist or its DDP wrapper."""
+    window of the batch; ``dropped`` (bool ``[B]``): windows whose input term is zeroed (input dropout).
+    ``net`` is the accompanist or its DDP wrapper."""
     keep, mask = (None, aligned.loss_mask) if prefix is None else chunk_masks(aligned, prefix, k)
+    if dropped is not None and bool(dropped.any()):
+        keep = torch.ones(aligned.length, dtype=torch.bool, device=mask.device) if keep is None else keep
+        keep = keep[None, :] & ~dropped[:, None]
     if frames is not None:
         mask = mask & (aligned.target_frames < frames)
     return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k, per_window=per_window)
+
+
+def drop_inputs(batch_size: int, rate: float, seed: int, step: int, device: torch.device) -> torch.Tensor | None:
+    """Which windows of a batch train without their input (bool ``[B]``, drawn from ``(seed, step)``), or
+    None at rate 0. A model trained so knows both p(y | x) and p(y), and sampling can push it towards its
+    input with classifier-free guidance (``Generator(guidance=...)``, chapter 7)."""
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"input_dropout must be in [0, 1), got {rate}")
+    if rate == 0.0:
+        return None
+    return torch.from_numpy(np.random.default_rng([seed, step, 13]).random(batch_size) < rate).to(device)
 
 
 def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int, step: int) -> Aligned:
@@ -402,13 +421,16 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             aligned = aligned_batch(batch, run.tf, run.offline, device)
             aligned = corrupt_history(aligned, run.history_noise, model.codebook_size, run.seed, step)
             prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
+            dropped = drop_inputs(tcfg.batch_size, run.input_dropout, run.seed, step, device)
+            dropped = None if dropped is None else dropped[rank * local : (rank + 1) * local]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 if run.contrast_weight > 0:
-                    sums, counts = batch_loss(net, with_rolled_inputs(aligned), run.k, prefix, per_window=True)
+                    sums, counts = batch_loss(net, with_rolled_inputs(aligned), run.k, prefix, per_window=True,
+                                              dropped=None if dropped is None else dropped.repeat(2))
                     summed, count = sums[: len(sums) // 2].sum(), counts[: len(counts) // 2].sum()
                     extra = run.contrast_weight * contrast_loss(sums, counts, run.contrast_margin)
                 else:
-                    summed, count = batch_loss(net, aligned, run.k, prefix)
+                    summed, count = batch_loss(net, aligned, run.k, prefix, dropped=dropped)
                     extra = summed.new_zeros(())
             global_count = _all_sum(count.detach().float(), world)
             loss = (summed + extra) * world / global_count.clamp(min=1)  # DDP averages: this gives the global mean
@@ -446,7 +468,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
 
 
 __all__ = ["Run", "batch_loss", "bf16_supported", "check_levers", "contrast_loss", "corrupt_history", "draw_prefix",
-           "evaluate", "lr_at", "roll_inputs", "train", "validation_windows", "with_rolled_inputs"]
+           "drop_inputs", "evaluate", "lr_at", "roll_inputs", "train", "validation_windows", "with_rolled_inputs"]
 
 
 # ----------------------------------------------------------------------------- shipping a model

@@ -98,6 +98,39 @@ def test_greedy_generation_matches_teacher_forcing(tables, tf):
     assert torch.equal(pred[a.loss_mask], a.targets[a.loss_mask])
 
 
+def test_guided_greedy_decoding_matches_the_guided_teacher_forced_pass(tables):
+    """Classifier-free guidance: greedy decoding picks argmax of log p(y) + s (log p(y | x) - log p(y)),
+    with log p(y) from the pass without any input term; at s = 0 the input no longer matters."""
+    acc, t, s = make(tables, 0), 16, 2.5
+    x = codes(t + 8, 11)
+    gen = acc.generator(3, top_k=1, guidance=s)
+    gen.feed_input(x[0])
+    out = torch.cat([gen.generate(4), gen.generate(12)], dim=1)
+    a = align(x[..., :t], out[None], 3, 0)
+    cond = acc(*_streams(a)).log_softmax(-1)
+    free = acc(*_streams(a), input_keep=torch.zeros(a.length, dtype=torch.bool)).log_softmax(-1)
+    pred = (free + s * (cond - free)).argmax(-1) + CODE_OFFSET
+    assert torch.equal(pred[a.loss_mask], a.targets[a.loss_mask])
+    plain = acc.generator(3, top_k=1)
+    plain.feed_input(x[0])
+    assert not torch.equal(plain.generate(t), out)  # guidance changed the choice somewhere
+    runs = []
+    for seed in (11, 12):  # another input, the same output at s = 0
+        g = acc.generator(3, top_k=1, guidance=0.0)
+        g.feed_input(codes(t + 8, seed)[0])
+        runs.append(g.generate(t))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_guidance_options_are_checked(tables):
+    acc = make(tables, 0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError):
+            acc.generator(0, guidance=bad)
+    with pytest.raises(ConfigError, match="plain path"):
+        acc.generator(0, guidance=2.0, fast=True)
+
+
 def test_generator_never_needs_unseen_input(tables):
     """A k > 1 chunk fed with input up to t + t_f + D gives the same codes as one fed everything,
     once its chunk positions are re-fed: the generator refreshes them when the input arrives."""

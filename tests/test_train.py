@@ -17,7 +17,7 @@ from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, export_model, load_val_fixture, lr_at,
+    Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model, load_val_fixture, lr_at,
     roll_inputs, score_windows, split_windows, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
@@ -259,9 +259,34 @@ def test_contrast_loss_is_the_hinge_of_own_against_rolled_input(codec):
                           rtol=1e-5)
 
 
+def test_input_dropout_drops_whole_windows_at_the_rate(codec):
+    drops = torch.stack([drop_inputs(8, 0.25, seed=3, step=s, device=torch.device("cpu")) for s in range(400)])
+    assert drops.dtype == torch.bool and 0.22 < drops.float().mean().item() < 0.28
+    assert torch.equal(drop_inputs(8, 0.25, 3, 7, torch.device("cpu")), drops[7])  # from (seed, step): resumable
+    assert drop_inputs(8, 0.0, 3, 7, torch.device("cpu")) is None
+    with pytest.raises(ConfigError):
+        drop_inputs(8, 1.0, 3, 7, torch.device("cpu"))
+    # a dropped window's loss does not depend on its input; a kept one's does
+    torch.manual_seed(0)
+    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50))
+    with torch.no_grad():
+        acc.gate.fill_(1.0)
+    a = _aligned()
+    dropped = torch.tensor([True] + [False] * (a.input_codes.shape[0] - 1))
+    own, _ = batch_loss(acc, a, 1, None, per_window=True, dropped=dropped)
+    other, _ = batch_loss(acc, roll_inputs(a), 1, None, per_window=True, dropped=dropped)
+    assert torch.allclose(own[0], other[0], atol=1e-5) and not torch.allclose(own[1:], other[1:], atol=1e-3)
+    plain, _ = batch_loss(acc, a, 1, None, per_window=True)
+    assert torch.allclose(plain[1:], own[1:], atol=1e-5)
+    # on a prefix chunk (k > 1) the chunk's own input mask still applies to the kept windows
+    k_own, _ = batch_loss(acc, a, 4, 20, per_window=True, dropped=dropped)
+    k_plain, _ = batch_loss(acc, a, 4, 20, per_window=True)
+    assert torch.allclose(k_own[1:], k_plain[1:], atol=1e-5)
+
+
 def test_levers_train_and_resume_exactly(tmp_path, codec):
     tokens = fake_cache(tmp_path / "tok")
-    levers = dict(history_noise=0.3, contrast_weight=0.5, contrast_margin=0.2)
+    levers = dict(history_noise=0.3, contrast_weight=0.5, contrast_margin=0.2, input_dropout=0.5)
     whole = train(Run(tokens, str(tmp_path / "a"), tf=0, val_every=3, val_windows=4, **levers), PRESET,
                   codec=codec, device="cpu", progress=False)
     plain = train(Run(tokens, str(tmp_path / "p"), tf=0, val_every=3, val_windows=4), PRESET,
@@ -283,7 +308,7 @@ def test_levers_train_and_resume_exactly(tmp_path, codec):
 
 
 @pytest.mark.parametrize("bad", [dict(history_noise=1.0), dict(history_noise=-0.1), dict(contrast_weight=-1.0),
-                                 dict(contrast_margin=-0.5)])
+                                 dict(contrast_margin=-0.5), dict(input_dropout=1.0), dict(input_dropout=-0.2)])
 def test_bad_levers_are_refused(tmp_path, codec, bad):
     with pytest.raises(ConfigError):
         train(Run(fake_cache(tmp_path / "tok"), str(tmp_path / "x"), tf=0, **bad), PRESET, codec=codec,

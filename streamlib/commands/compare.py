@@ -73,6 +73,8 @@ def _run(args) -> int:
 
     if args.windows_csv and not args.tokens:
         raise ConfigError("--windows-csv needs --tokens (the fixture does not record where its windows come from)")
+    if args.guidance != [1.0] and not args.play_along:
+        raise ConfigError("--guidance applies to --play-along generation")
     for option, path in (("--csv", args.csv), ("--windows-csv", args.windows_csv), ("--curves", args.curves),
                          ("--play-along-csv", args.play_along_csv), ("--frame-type-csv", args.frame_type_csv)):
         if path:
@@ -154,7 +156,12 @@ def _play_along(args, models: dict) -> None:
     lookahead = max([m.spec.tf for m in models.values() if m.spec is not None] + [0]) + added_latency_frames(first.cfg.n_q)
     clips = load_clips(args.play_along, args.play_along_seconds, lookahead, root=args.dataset, seed=args.seed,
                        sample_rate=codec.sample_rate, per_song=2)
-    rows = play_along(models, clips, codec, MetricScorer(metrics=PLAY_ALONG_METRICS), seed=args.seed)
+    systems, scales = {}, {}
+    for g in args.guidance:  # every model at every guidance scale (1: plain sampling)
+        for label, acc in models.items():
+            name = label if g == 1 else f"{label} (guidance {g:g})"
+            systems[name], scales[name] = acc, g
+    rows = play_along(systems, clips, codec, MetricScorer(metrics=PLAY_ALONG_METRICS), seed=args.seed, guidance=scales)
     for r in rows:
         print(f"{r['system']:<48} {r['metric']:<20} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n']}")
     for v in verdict(rows):
@@ -186,6 +193,9 @@ def register(sub) -> None:
                    help="also generate this many held-out clips per model and score them against the song")
     p.add_argument("--play-along-seconds", type=number(float, above=0), default=10.0, help="clip length (s)")
     p.add_argument("--play-along-csv", default=None, help="write the play-along rows here (the sweep's layout)")
+    p.add_argument("--guidance", type=number(float, minimum=0.0), nargs="+", default=[1.0],
+                   help="with --play-along: classifier-free guidance scales to sample at (1: none; models trained "
+                        "with --input-dropout), e.g. --guidance 1 2 3")
     p.add_argument("--dataset", default=None, help="songs of the play-along clips (default: the book set)")
     p.add_argument("--seed", type=int, default=0, help="clip draw and sampling seed of --play-along")
     p.set_defaults(func=_run)

@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
               tf=to_frames(args.tf, name="tf"), k=to_frames(args.k, name="k"), offline=args.offline,
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
               save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
-              history_noise=args.history_noise, contrast_weight=args.contrast_weight,
+              history_noise=args.history_noise, contrast_weight=args.contrast_weight, input_dropout=args.input_dropout,
               contrast_margin=args.contrast_margin)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
@@ -67,15 +67,16 @@ def register(sub) -> None:
     p.add_argument("--tf", default="0", help="future visibility: seconds or '-1s' / '200ms' / '10f'")
     p.add_argument("--k", default="1f", help="chunk: seconds or '20ms' / '5f' (default one frame)")
     p.add_argument("--offline", action="store_true", help="the offline prefix decoder baseline (ignores --tf, --k)")
-    p.add_argument("--steps", type=int, help="total steps (default: the preset's)")
-    p.add_argument("--batch-size", type=int, help="global batch (default: the preset's)")
+    p.add_argument("--steps", type=number(int, minimum=1), help="total steps (default: the preset's)")
+    p.add_argument("--batch-size", type=number(int, minimum=1), help="global batch (default: the preset's)")
     p.add_argument("--window-seconds", type=number(float, above=0),
                    help="training window (default: the preset's; shorter windows make cheap experiments)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--policy", choices=["paper", "public", "both"], default="paper", help="input mixtures")
-    p.add_argument("--val-every", type=int, default=100)
-    p.add_argument("--save-every", type=float, default=120.0, help="seconds between checkpoints")
-    p.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this long; run again to resume")
+    p.add_argument("--val-every", type=number(int, minimum=1), default=100)
+    p.add_argument("--save-every", type=number(float, above=0), default=120.0, help="seconds between checkpoints")
+    p.add_argument("--max-minutes", type=number(float, above=0),
+                   help="stop (and checkpoint) after this long; run again to resume")
     p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads")
     p.add_argument("--device", help="cuda / mps / cpu (default: the best available)")
     p.add_argument("--codec", help="codec checkpoint that made --tokens (default: the shipped book codec, "
@@ -90,6 +91,9 @@ def register(sub) -> None:
                         help="weight of a margin loss preferring the true input over another window's")
     levers.add_argument("--contrast-margin", type=number(float, minimum=0.0), default=0.1,
                         help="nats per token the true input should beat another window's by")
+    levers.add_argument("--input-dropout", type=number(float, minimum=0.0), default=0.0,
+                        help="share of windows trained without their input, in [0, 1): enables classifier-free "
+                             "guidance at sampling (compare --play-along --guidance)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")

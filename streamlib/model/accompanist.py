@@ -15,6 +15,7 @@ predict the next delayed step's codes, one level each.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -106,9 +107,14 @@ class Accompanist(nn.Module):
                                   "(its frozen input codebooks differ from the codec given)")
 
     def generator(self, category: int, temperature: float = 1.0, top_k: int = 200, *, fast: bool = False,
-                  **fast_options) -> "Generator":
+                  guidance: float = 1.0, **fast_options) -> "Generator":
         """A ``Generator`` for one stream (batch 1) playing ``category``; ``fast=True``: the same API on
-        the fast path of chapter 8 (``streamlib.model.fast.FastGenerator``, which takes ``fast_options``)."""
+        the fast path of chapter 8 (``streamlib.model.fast.FastGenerator``, which takes ``fast_options``);
+        ``guidance`` != 1: classifier-free guidance towards the input (plain path only, see ``Generator``)."""
+        if guidance != 1.0:
+            if fast:
+                raise ConfigError("classifier-free guidance runs on the plain path (fast=False)")
+            return Generator(self, category, temperature=temperature, top_k=top_k, guidance=guidance)
         if fast:
             from streamlib.model.fast import FastGenerator
 
@@ -174,11 +180,20 @@ class Generator:
     up to ``s + tf - 2`` (Eq. 1 with the delay pattern's level offsets). A position fed before its
     input frame had arrived (inside a k > 1 chunk) is re-fed, with its input, once the frame is there:
     that is the layout the prefix decoder was trained on.
+
+    ``guidance`` s != 1: classifier-free guidance (chapter 7). A second pass without the input term
+    (its own KV cache) gives log p(y); sampling uses log p(y) + s (log p(y | x) - log p(y)), which for
+    s > 1 leans on the input more than the model does by itself. Meaningful for models trained with
+    input dropout (``Run.input_dropout``); it doubles the compute per step.
     """
 
-    def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200):
+    def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200,
+                 guidance: float = 1.0):
         check_sampling(temperature, top_k)
+        if not (math.isfinite(guidance) and guidance >= 0):
+            raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}")
         self.acc, self.temperature, self.top_k = acc, float(temperature), int(top_k)
+        self.guidance = float(guidance)
         self.n_q = acc.cfg.n_q
         self.device = acc.input_tables.device
         self.bos = instrument_token(int(category))
@@ -186,6 +201,7 @@ class Generator:
         self.forced = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
         self.steps = torch.full((self.n_q, 1), self.bos, dtype=torch.long, device=self.device)
         self.cache = acc.backbone.new_cache()
+        self.free_cache = acc.backbone.new_cache() if self.guidance != 1.0 else None  # the pass without input
         self.n_output = 0  # frames returned (or forced) so far
         self.first_missing: int | None = None  # first cached position fed without its (real) input frame
         self.tf = None if acc.offline else acc.spec.tf
@@ -231,8 +247,12 @@ class Generator:
         missing = (~keep).nonzero()
         if len(missing) and self.first_missing is None:
             self.first_missing = start + int(missing[0])
-        logits = self.acc(codes[None], pad[None], tokens[None], keep[None], cache=self.cache)
-        return logits[0, :, -1].float()  # [n_q, size]
+        logits = self.acc(codes[None], pad[None], tokens[None], keep[None], cache=self.cache)[0, :, -1].float()
+        if self.free_cache is None:
+            return logits  # [n_q, size]
+        free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache)
+        free = F.log_softmax(free[0, :, -1].float(), dim=-1)
+        return free + self.guidance * (F.log_softmax(logits, dim=-1) - free)
 
     def _sample(self, logits: Tensor, step: int) -> Tensor:
         probs_in = logits / self.temperature
@@ -250,6 +270,8 @@ class Generator:
         _, out_off = self._offsets()
         if self.first_missing is not None and self.first_missing - input_offset(self.tf) < self.n_input:
             self.cache.truncate(self.first_missing)  # its input has arrived: re-feed with it
+            if self.free_cache is not None:
+                self.free_cache.truncate(self.first_missing)
             self.first_missing = None
         last_step = self.n_output + k - 1 + self.n_q  # frame n_output + k - 1 is complete after it
         while self.steps.shape[1] <= last_step:
