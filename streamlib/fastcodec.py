@@ -34,6 +34,13 @@ def compiled_steps(codec) -> tuple[Callable, Callable]:
     return _STEPS[model]
 
 
+def _packed(x: Tensor) -> Tensor:
+    """A contiguous copy of ``x`` with the canonical strides of its shape. ``contiguous()`` is not enough:
+    it returns a slice as it is when only size-1 dimensions are strided (a frame of a longer push), and
+    dynamo guards on every stride, so each push length would compile the step again (``dynamic=False``)."""
+    return x.clone(memory_format=torch.contiguous_format)
+
+
 class FrameEncoder:
     """``push(samples) -> codes [1, n_q, frames]`` of the frames completed, one compiled step per frame;
     samples short of a whole frame wait for the next push."""
@@ -52,7 +59,7 @@ class FrameEncoder:
         frames = x.shape[-1] // self.hop
         codes = [torch.zeros(1, self.n_q, 0, dtype=torch.long, device=x.device)]
         for f in range(frames):
-            frame = x[..., f * self.hop : (f + 1) * self.hop].contiguous()  # one stride: one graph
+            frame = _packed(x[..., f * self.hop : (f + 1) * self.hop])  # one stride: one graph
             c, self.state = self.step(frame, self.state, self.n_q)
             codes.append(c)
         self.pending = x[..., frames * self.hop :]
@@ -74,7 +81,7 @@ class FrameDecoder:
         codes = self.codec.check_codes(codes if codes.dim() == 3 else codes[None])
         audio = [torch.zeros(1, 1, 0, device=codes.device)]
         for f in range(codes.shape[-1]):
-            a, self.state = self.step(codes[..., f : f + 1].contiguous(), self.state)
+            a, self.state = self.step(_packed(codes[..., f : f + 1]), self.state)
             audio.append(a)
         return torch.cat(audio, dim=-1)
 

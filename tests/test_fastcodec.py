@@ -3,6 +3,7 @@ encoder and decoder over any chunking, compiled or eager; a compiler failure fal
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from streamlib import fastcodec
 from streamlib.codec import CausalCodec
@@ -31,10 +32,14 @@ def test_frame_streams_equal_the_codec_streams(codec, compile):
     audio = 0.3 * torch.randn(codec.hop * 23, generator=torch.Generator().manual_seed(1))
     cuts = [0, 5, codec.hop, codec.hop * 3 + 7, codec.hop * 10, codec.hop * 23]  # partial frames wait
     ref = streamed(codec, codec.stream_encoder(1, 4), codec.stream_decoder(1), audio, cuts)
+    graphs = counters["stats"]["unique_graphs"]
     with compile_settings():
         enc, dec = FrameEncoder(codec, 4, compile=compile), FrameDecoder(codec, compile=compile)
         got = streamed(codec, enc, dec, audio, cuts)
     assert enc.step.compiled == compile and dec.step.compiled == compile
+    # pushes of any length reuse the step's graphs: at most two per step (the zero state's strides and the
+    # steady state's), not one more per push length (a frame sliced from a longer push keeps its strides)
+    assert counters["stats"]["unique_graphs"] - graphs <= (4 if compile else 0)
     assert torch.equal(got[0], ref[0]) and got[0].shape == (1, 4, 23)
     assert torch.allclose(got[1], ref[1], atol=1e-5)
 

@@ -35,6 +35,7 @@ import argparse
 import math
 import os
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -332,6 +333,12 @@ def decode_fns(acc, hf, context: int, steps: int, nocache_steps: int, generator:
     return fns
 
 
+def _failures(note: str) -> None:
+    """Print a fast generator's note only when it is a compiler failure: the "compiled" rows are then eager."""
+    if "failed" in note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict[str, Callable[[], object]]:
     """``ours fast step`` / ``ours fast eager step`` (``FastGenerator.feed_position`` for ``steps``
     positions after a ``context``-frame prefix, the same positions every call) and ``ours fast
@@ -342,8 +349,8 @@ def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict
     inputs = torch.randint(0, size, (n_q, acc.cfg.max_frames), generator=g)
     prefix = torch.randint(0, size, (n_q, context), generator=g)
 
-    def primed(compiled: bool):
-        gen = acc.generator(0, fast=True, compile=compiled)
+    def primed(compiled: bool):  # a compiler failure (it then runs eagerly) is said on stderr
+        gen = acc.generator(0, fast=True, compile=compiled, notify=_failures)
         gen.feed_input(inputs)
         gen.feed_output(prefix)
         gen.generate(1)  # runs the prefix (one delay step at a time)

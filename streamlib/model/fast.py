@@ -117,7 +117,7 @@ class FastDecoder(nn.Module):
         position below it (``slot_pos``: the position in each slot, -1 for none).
         """
         e_x = self.in_table[in_codes + self.in_offsets].sum(0)
-        h = self.in_proj(self.in_norm(e_x))
+        h = _linear(self.in_proj, self.in_norm(e_x))
         h = torch.where(pad, self.input_pad, h)
         h = self.in_out_norm(h) * keep.to(h.dtype)
         e_y = self.out_table[tokens + self.out_offsets].sum(0)
@@ -130,7 +130,7 @@ class FastDecoder(nn.Module):
         new_keys, new_values = [], []
         for i, block in enumerate(self.blocks):
             attn = block.attn
-            q, k, v = attn.qkv(block.attn_norm(x)).split([self.n_heads * hd, self.n_kv * hd, self.n_kv * hd])
+            q, k, v = _linear(attn.qkv, block.attn_norm(x)).split([self.n_heads * hd, self.n_kv * hd, self.n_kv * hd])
             q = _rotate(attn.q_norm(q.view(self.n_heads, hd)), cos, sin).view(self.n_kv, g, hd) / math.sqrt(hd)
             k = _rotate(attn.k_norm(k.view(self.n_kv, hd)), cos, sin)
             v = v.view(self.n_kv, hd)
@@ -138,12 +138,12 @@ class FastDecoder(nn.Module):
             own = (q * k[:, None]).sum(-1, keepdim=True)  # [kv, g, 1]: the position itself
             probs = torch.cat([past, own], dim=-1).softmax(-1)
             y = probs[..., :-1] @ values[i] + probs[..., -1:] * v[:, None]
-            x = x + attn.out(y.reshape(-1))
-            gate, up = block.ffn.gate_up(block.ffn_norm(x)).chunk(2)
-            x = x + block.ffn.down(F.silu(gate) * up)
+            x = x + _linear(attn.out, y.reshape(-1))
+            gate, up = _linear(block.ffn.gate_up, block.ffn_norm(x)).chunk(2)
+            x = x + _linear(block.ffn.down, F.silu(gate) * up)
             new_keys.append(k)
             new_values.append(v)
-        logits = self.heads(self.norm(x)).view(self.n_q, self.size).float()
+        logits = _linear(self.heads, self.norm(x)).view(self.n_q, self.size).float()
         return logits, torch.stack(new_keys), torch.stack(new_values)
 
     def forward(self, in_codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
@@ -156,6 +156,14 @@ class FastDecoder(nn.Module):
         top, idx = (logits * inv_temperature).topk(noise.shape[-1], dim=-1)
         choice = (top - torch.log(-torch.log(noise))).argmax(-1, keepdim=True)
         return idx.gather(-1, choice)[:, 0], k, v
+
+
+def _linear(layer: nn.Linear, x: Tensor) -> Tensor:
+    """``layer(x)`` of one vector ``x [in]`` as a one-row matrix product (``[1, in] -> [1, out]``, then the row).
+    The same product as ``layer(x)``; a 1-d input would reach inductor as reshape -> linear -> reshape,
+    whose freezing pass (``reshape_linear_reshape_pattern``, with oneDNN-packed bf16 weights) fails in
+    torch 2.11 with ``reduce() of empty iterable``: keeping the input 2-d avoids that pattern."""
+    return layer(x[None])[0]
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
