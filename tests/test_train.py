@@ -313,3 +313,20 @@ def test_bad_levers_are_refused(tmp_path, codec, bad):
     with pytest.raises(ConfigError):
         train(Run(fake_cache(tmp_path / "tok"), str(tmp_path / "x"), tf=0, **bad), PRESET, codec=codec,
               device="cpu", progress=False)
+
+
+
+def test_the_train_command_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    """Ctrl-C or a scheduler's SIGTERM (train() turns both into KeyboardInterrupt after saving): the CLI
+    says where the state is and exits 130, without a traceback."""
+    import streamlib.train as train_module
+    from streamlib.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "5"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == (f"stopped: the state is saved in {tmp_path / 'run'}/train_state.pt; "
+                           "run the same command to resume")

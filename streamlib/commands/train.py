@@ -50,7 +50,12 @@ def _run(args: argparse.Namespace) -> int:
         from streamlib.codec import load_codec
 
         codec = load_codec(args.codec)  # e.g. a paper-preset codec whose tokens are in --tokens
-    result = train(run, preset, codec=codec, device=args.device, command=command)
+    try:
+        result = train(run, preset, codec=codec, device=args.device, command=command)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: train() saved the state on its way out
+        print(f"stopped: the state is saved in {args.out}/train_state.pt; run the same command to resume",
+              file=sys.stderr)
+        return 130
     print(f"{result['step']}/{result['total']} steps, {result['wall_seconds'] / 60:.1f} min; "
           f"validation loss {result['val_loss']}")
     if args.export and result["step"] >= result["total"]:
