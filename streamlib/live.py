@@ -26,6 +26,7 @@ delayed by the device's own input and output latency (``--measure-latency`` meas
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ import torch
 
 from streamlib.audio import save_audio
 from streamlib.config import FRAME_RATE
+from streamlib.stopping import StopRequest
 from streamlib.stream import ChunkEngine, ChunkRecord, StreamError, StreamResult, Timing, engine_info, schedule
 
 Callback = Callable[[np.ndarray, np.ndarray, int, object, object], None]  # sounddevice's duplex signature
@@ -281,41 +283,45 @@ def run_session(acc, codec, category: int, port: AudioPort, *, input_audio: np.n
 
     session.started = time.perf_counter()
     running = False
-    try:
-        while (n_out is None or t < n_out) and not session.over:  # a slow engine stops with the clock
-            k = spec.k if n_out is None else min(spec.k, n_out - t)
-            if not running and engine.needed(t) > 0:  # chunks that need no input are made before the start
-                running = _start(stream, on_start)
-            while not session.input_ring.wait_for(engine.needed(t) * hop, timeout=0.1):
-                if session.error:
-                    raise LiveError(f"the engine fell too far behind the input ({session.error})")
-                if session.over:
+    with StopRequest() as stop:  # Ctrl-C / SIGTERM set a flag checked below (never lost in a finaliser)
+        try:
+            # a slow engine stops with the clock; a stop request after the chunk in hand
+            while (n_out is None or t < n_out) and not session.over and stop.signal is None:
+                k = spec.k if n_out is None else min(spec.k, n_out - t)
+                if not running and engine.needed(t) > 0:  # chunks that need no input are made before the start
+                    running = _start(stream, on_start)
+                while not session.input_ring.wait_for(engine.needed(t) * hop, timeout=0.1):
+                    if session.error:
+                        raise LiveError(f"the engine fell too far behind the input ({session.error})")
+                    if session.over or stop.signal is not None:
+                        break
+                if session.over or stop.signal is not None:
                     break
-            if session.over:
-                break
-            started = time.perf_counter()
-            chunk, audio, record = engine.chunk(t, k, source)
-            session.output_ring.write(t * hop, audio)
-            record.index = len(records)
-            record.compute_start_s = started - session.started
-            record.ready_s = time.perf_counter() - session.started
-            records.append(record)
-            out_audio.append(audio)
-            out_codes.append(chunk)
-            t += k
-            if progress:
-                progress(t / FRAME_RATE)
-        if not running:
-            running = _start(stream, on_start)
-        while not session.over and not session.error:  # play what was made
-            time.sleep(block / sr / 2)
-    except KeyboardInterrupt:
-        stop_reason = "Ctrl-C"
-    finally:
-        stream.stop()
-        stream.close()
+                started = time.perf_counter()
+                chunk, audio, record = engine.chunk(t, k, source)
+                session.output_ring.write(t * hop, audio)
+                record.index = len(records)
+                record.compute_start_s = started - session.started
+                record.ready_s = time.perf_counter() - session.started
+                records.append(record)
+                out_audio.append(audio)
+                out_codes.append(chunk)
+                t += k
+                if progress:
+                    progress(t / FRAME_RATE)
+            if not running and stop.signal is None:
+                running = _start(stream, on_start)
+            while not session.over and not session.error and stop.signal is None:  # play what was made
+                time.sleep(block / sr / 2)
+        except KeyboardInterrupt:  # a second Ctrl-C while a chunk was being made
+            stop_reason = "Ctrl-C"
+        finally:
+            stream.stop()
+            stream.close()
+    if stop.signal is not None:
+        stop_reason = "Ctrl-C" if stop.signal == signal.SIGINT else "SIGTERM"
     result = _result(acc, engine, session, records, out_audio, out_codes, sr, category, stop_reason, warm_up_s, port)
-    result.info["unmade_frames"] = 0 if n_out is None or stop_reason == "Ctrl-C" else n_out - t
+    result.info["unmade_frames"] = 0 if n_out is None or stop_reason in ("Ctrl-C", "SIGTERM") else n_out - t
     return result
 
 
@@ -378,16 +384,16 @@ def measure_latency(port: AudioPort, sample_rate: int, *, clicks: int = 5, inter
     input (first sample above half the loudest). Returns median and spread in seconds."""
     n = int((clicks + 1) * interval * sample_rate)
     click_at = [int((i + 0.5) * interval * sample_rate) for i in range(clicks)]
-    signal = np.zeros(n, dtype=np.float32)
+    pulses = np.zeros(n, dtype=np.float32)
     for c in click_at:
-        signal[c : c + 16] = 0.8
+        pulses[c : c + 16] = 0.8
     recorded = np.zeros(n + block, dtype=np.float32)
     done = threading.Event()
     position = [0]
 
     def callback(indata, outdata, frames, time_info, status):
         p = position[0]
-        part = signal[p : p + frames]
+        part = pulses[p : p + frames]
         outdata[:] = 0
         outdata[: len(part), 0] = part
         recorded[p : p + min(frames, n + block - p)] = indata[: max(0, min(frames, n + block - p)), 0]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from streamlib.model.masked import (
     masked_preset, sample_masked, save_masked,
 )
 from streamlib.train import codec_tables, lr_at, make_batch, validation_windows
+from streamlib.stopping import StopRequest
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
 _MASK_STREAM = 17  # third seed word of the mask draws (the batch indices use [seed, step])
@@ -49,32 +48,6 @@ class MaskedRun:
     val_windows: int = 16
     save_every_s: float = 120.0
     max_minutes: float | None = None  # stop (and save) after this long; run again to resume
-
-
-class StopAfterStep:
-    """Ctrl-C (SIGINT) and SIGTERM while training: the first one lets the current step finish, then the loop
-    saves and stops, so a saved state never holds half an optimiser step; a second one stops at once
-    (that half step is not saved: the previous checkpoint stays). Signals can only be caught on the main
-    thread; elsewhere this does nothing."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopAfterStep:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt(f"signal {signum}")
-        self.signal = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _identity(run: dict) -> dict:
@@ -194,7 +167,7 @@ def train_masked(run: MaskedRun, preset: MaskedPreset | str = "book", *, codec=N
     wall0 = wall
     model.train()
     consistent = True  # model, optimiser, step and history agree (not in the middle of a step)
-    with StopAfterStep() as stopper:
+    with StopRequest() as stopper:
         try:
             while step < total:
                 consistent = False
