@@ -65,6 +65,8 @@ def export_clip(track, start_frame: int, frames: int, out: Path, max_stems: int 
         "tempo": synth.get("tempo"),
         "beats": [round(b - start, 4) for b in synth.get("beats", []) if start <= b < start + dur],
         "downbeats": [round(b - start, 4) for b in synth.get("downbeats", []) if start <= b < start + dur],
+        "chords": [[round(max(a, start) - start, 4), round(min(b, start + dur) - start, 4), label]
+                   for a, b, label in synth.get("chords", []) if a < start + dur and b > start],
         "stems": {s.name: {"category": s.category, "category_name": s.category_name, "program": s.program,
                            "is_drum": s.is_drum} for s in stems},
     }
