@@ -205,7 +205,7 @@ def to_html(nb, title: str, nav: str) -> str:
 
     exporter = HTMLExporter(template_name="book", extra_template_basedirs=[str(TEMPLATE_DIR)])
     body, _ = exporter.from_notebook_node(static_outputs(nb), resources={"metadata": {"name": title}, "nav": nav})
-    body = re.sub(r'href="(?:\.\./)?((?:exercises/)?\d\d_[\w]+)\.ipynb', r'href="\1.html', body)
+    body = re.sub(r'href="((?:\.\./)?(?:exercises/)?\d\d_\w+)\.ipynb', r'href="\1.html', body)
     return body
 
 

@@ -59,8 +59,9 @@ def test_unknown_chapter_is_a_one_line_error():
     assert "Traceback" not in result.stderr
 
 
-def test_a_tiny_book_with_audio_plotly_widgets_and_maths(tmp_path):
-    """A one-chapter book made here: every kind of output the chapters produce, in seconds."""
+def make_tiny_book(tmp_path: Path) -> Path:
+    """A one-chapter book with every kind of output the chapters produce (audio, plotly, a widget, maths),
+    and an exercise notebook; runs in seconds (tests/test_browser.py opens its page too)."""
     book = tmp_path / "book"
     (book / "exercises").mkdir(parents=True)
     nb = new_notebook(cells=[
@@ -71,9 +72,16 @@ def test_a_tiny_book_with_audio_plotly_widgets_and_maths(tmp_path):
                       "go.Figure(go.Scatter(y=[1, 3, 2])).show()\ndisplay(w.FloatSlider(value=0.5))"),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, book / "01_tiny.ipynb")
-    nbformat.write(new_notebook(cells=[new_code_cell("print('exercise ran')")],
+    nbformat.write(new_notebook(cells=[new_markdown_cell("Back to [the chapter](../01_tiny.ipynb)"),
+                                       new_code_cell("print('exercise ran')")],
                                 metadata=nb.metadata), book / "exercises" / "01_tiny.ipynb")
     (book / "README.md").write_text("# Guide\n\nStart with [chapter 1](01_tiny.ipynb).\n")
+    return book
+
+
+def test_a_tiny_book_with_audio_plotly_widgets_and_maths(tmp_path):
+    """A one-chapter book made here: every kind of output the chapters produce, in seconds."""
+    book = make_tiny_book(tmp_path)
     out, executed = tmp_path / "site", tmp_path / "executed"
     builds = site.build(out, quick=True, timeout=120, executed_dir=executed, book=book, log=lambda *_: None)
     assert [b.page for b in builds] == ["01_tiny.html", "exercises/01_tiny.html"]
@@ -84,6 +92,7 @@ def test_a_tiny_book_with_audio_plotly_widgets_and_maths(tmp_path):
     assert site.WIDGET_NOTE in page and "FloatSlider(" not in page
     assert 'href="02_two.html"' in page
     assert "exercise ran" in (out / "exercises" / "01_tiny.html").read_text()
+    assert 'href="../01_tiny.html"' in (out / "exercises" / "01_tiny.html").read_text()
     assert '../plotly.min.js' in (out / "exercises" / "01_tiny.html").read_text()
     assert (out / "plotly.min.js").stat().st_size > 1_000_000
     assert 'href="01_tiny.html"' in (out / "index.html").read_text()
