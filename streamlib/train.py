@@ -40,6 +40,7 @@ from streamlib.checkpoint import (
 )
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, bf16_supported, get_device
 from streamlib.model.accompanist import Accompanist, masked_loss
+from streamlib.model.masked import draw_input_keep
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
 
@@ -132,7 +133,7 @@ def drop_inputs(batch_size: int, rate: float, seed: int, step: int, device: torc
         raise ConfigError(f"input_dropout must be in [0, 1), got {rate}")
     if rate == 0.0:
         return None
-    return torch.from_numpy(np.random.default_rng([seed, step, 13]).random(batch_size) < rate).to(device)
+    return (~draw_input_keep(np.random.default_rng([seed, step, 13]), batch_size, rate)).to(device)
 
 
 def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int, step: int) -> Aligned:
