@@ -10,7 +10,9 @@ A loss ordering between models means something only when
   and takes its standard error over *tracks*, because the windows of one song are not independent.
 
 ``python -m streamlib compare`` runs all of this on shipped checkpoints (``compare_models``) and writes
-the per-window losses (``write_window_losses``) that chapter 7 reads back (``read_window_losses``).
+the per-window losses (``write_window_losses``) that ``docs/first_codec_training_log.md`` reads back
+(``read_window_losses``). Chapter 7 (section 7.7) measures ``input_reliance`` and
+``reliance_by_frame_type`` on the model it trains.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""How much can lookahead help on a data set? A model-free probe of the token cache (chapter 7).
+"""How much can lookahead help on a data set? A model-free probe of the token cache (used for the first
+codec's models, docs/first_codec_training_log.md).
 
 A model with future visibility t_f sees input frames up to ``f + t_f - 1`` when it predicts output
 frame ``f`` (chapter 5). Whether that helps depends on the data: how strongly does the input at

@@ -50,16 +50,17 @@ def render(acc, codec, input_audio: np.ndarray, category: int, frames: int, *, s
 
 
 def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, guidance: float = 1.0,
-                   progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                   temperature: float = 1.0, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """One stem per clip; ``paired=False`` feeds clip i the input of clip i + 1 (another song, as a rule).
 
     The input is cut to what the model may see (``clip.frames`` plus its lookahead t_f + D): a control
-    clip's input is as long as the clip's own."""
+    clip's input is as long as the clip's own. ``guidance`` and ``temperature`` go to ``render``."""
     out = []
     hop = clips[0].sample_rate // FRAME_RATE
     for i, clip in enumerate(clips):
         src = clip if paired else clips[(i + 1) % len(clips)]
-        audio = render(acc, codec, src.input_mix, clip.category, clip.frames, seed=seed + i, guidance=guidance)
+        audio = render(acc, codec, src.input_mix, clip.category, clip.frames, seed=seed + i, guidance=guidance,
+                       temperature=temperature)
         out.append(audio[: clip.frames * hop])
         if progress:
             progress(i)
@@ -67,10 +68,10 @@ def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, gui
 
 
 def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0, control: bool = True,
-               guidance: dict[str, float] | None = None, log: Callable[[str], None] | None = print) -> list[dict]:
+               sampling: dict[str, dict] | None = None, log: Callable[[str], None] | None = print) -> list[dict]:
     """Rows in the sweep's CSV layout: ground truth, random pairing, every model with its own input and,
     with ``control``, with another song's input (kind ``random_input``). ``models``: label -> accompanist;
-    ``guidance``: label -> classifier-free guidance scale (default 1, none)."""
+    ``sampling``: label -> ``generate_clips`` settings (``guidance``, ``temperature``; default plain sampling)."""
     from streamlib.stream import ModelEntry
     from streamlib.sweep import _hop, random_pairing, score
 
@@ -83,7 +84,7 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
                            None if spec is None else spec.tf, None if spec is None else spec.k, acc)
         for paired in (True, False) if control else (True,):
             t0 = time.perf_counter()
-            stems = generate_clips(acc, clips, codec, seed=seed, paired=paired, guidance=(guidance or {}).get(label, 1.0))
+            stems = generate_clips(acc, clips, codec, seed=seed, paired=paired, **(sampling or {}).get(label, {}))
             name = label if paired else f"{label} (another song's input)"
             kind = entry.kind if paired else CONTROL_KIND
             rows += score(name, kind, stems, clips, scorer, entry=entry, seed=seed)

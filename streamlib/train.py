@@ -359,7 +359,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
 
     out = Path(run.out)
     state_path = out / "train_state.pt"
-    step, history, wall, commands = 0, [], 0.0, []
+    step, history, wall, commands, lineage = 0, [], 0.0, [], []
     if state_path.exists():
         state = load_training_state(state_path)
         if _identity(_stored_run(state)) != _identity(dataclasses.asdict(run)):
@@ -369,6 +369,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         set_rng_state(state["rng"])
         step, history, wall = int(state["step"]), list(state["history"]), float(state["wall_seconds"])
         commands = list(state.get("commands", []))
+        lineage = list(state.get("lineage", []))
         if rank == 0:
             log(f"resumed {state_path} at step {step}")
 
@@ -380,6 +381,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             raise CheckpointError(f"{run.init_from} is another model ({start.cfg}, {start.spec}, offline "
                                   f"{start.offline}) than this run's ({mcfg}, {model.spec}, offline {run.offline})")
         model.load_state_dict(start.state_dict())  # t_f may differ: the weights do not depend on it (chapter 7)
+        lineage = warm_start_lineage(run.init_from, start.card)
         if rank == 0:
             moved = "" if start.spec == model.spec else f", trained at t_f = {start.spec.tf} frames"
             log(f"initialised from {run.init_from} ({start.card.get('steps')} steps{moved})")
@@ -397,7 +399,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             "optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "history": history,
             "wall_seconds": wall, "codec_sha256": codec_sha, "window": window,
             "hardware": {**hardware(), "bf16_autocast": use_bf16},
-            "model_config": dataclasses.asdict(mcfg), "commands": commands,
+            "model_config": dataclasses.asdict(mcfg), "commands": commands, "lineage": lineage,
         })
         with open(out / "log.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
@@ -499,6 +501,28 @@ def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: in
     return evaluate(acc, cropped, k, acc.offline, torch.device("cpu"), frames=frames)
 
 
+def warm_start_lineage(path: str | Path, card: dict) -> list[dict]:
+    """The sittings a warm start builds on: the source model's own summary, then its lineage (oldest last)."""
+    own = {"weights": str(path), "run": card.get("run"), "steps": card.get("steps"),
+           "wall_seconds": card.get("wall_seconds"), "hardware": card.get("hardware"),
+           "val_loss": card.get("val_loss"), "reproduce": card.get("reproduce", [])}
+    return [own] + list(card.get("lineage", []))
+
+
+def total_training(steps: int, wall_seconds: float, hardware: dict | None, lineage: list[dict]) -> dict:
+    """Steps, wall time and CPU-hours of a model including the sittings it was warm-started from.
+
+    CPU-hours count the torch threads of each sitting (one core per thread) as recorded in its hardware.
+    """
+    def threads(hw: dict | None) -> int:
+        return int((hw or {}).get("torch_threads") or 1)
+
+    rows = [(steps, wall_seconds, hardware)] + [(r.get("steps") or 0, r.get("wall_seconds") or 0.0, r.get("hardware"))
+                                           for r in lineage]
+    return {"steps": int(sum(r[0] for r in rows)), "wall_hours": round(sum(r[1] for r in rows) / 3600, 3),
+            "cpu_hours": round(sum(r[1] * threads(r[2]) for r in rows) / 3600, 3)}
+
+
 def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path | None = None,
                  commands: list[str] | None = None, half: str = "auto") -> dict:
     """Write ``out`` (safetensors) + card from a finished run's ``train_state.pt``.
@@ -562,10 +586,13 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
         "loss_curve": {key: [r[key] for r in hist[::every]] for key in ("step", "train_loss")},
         "val_curve": [(r["step"], r["val_loss"]) for r in hist if r["val_loss"] != ""],
         "reproduce": commands if commands is not None else list(state.get("commands", [])),
+        "lineage": state.get("lineage", []),
+        "total": total_training(int(state["step"]), float(state["wall_seconds"]), state.get("hardware"),
+                                state.get("lineage", [])),
     }
     save_accompanist(out, acc, card, half=use_half)
     return card
 
 
-__all__ += ["common_frame_losses", "compare_models", "export_model", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
+__all__ += ["common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
             "swap_inputs", "window_losses"]

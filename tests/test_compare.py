@@ -150,11 +150,12 @@ def test_a_model_that_ignores_its_input_relies_on_nothing(quick_windows, codec):
     assert abs(overall["reliance"]) > 1e-4 and overall["share"] == pytest.approx(1.0)
 
 
-def test_guidance_without_play_along_is_a_one_line_error():
+@pytest.mark.parametrize("flag", ["--guidance", "--temperature"])
+def test_sampling_flags_without_play_along_are_a_one_line_error(flag):
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-m", "streamlib", "compare", "checkpoints/models/book_tf+0_k1.safetensors",
-                             "--guidance", "2"], capture_output=True, text=True)
+                             flag, "2"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == ["error: --guidance applies to --play-along generation"]
+    assert result.stderr.strip().splitlines() == ["error: --guidance and --temperature apply to --play-along generation"]

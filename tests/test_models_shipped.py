@@ -61,16 +61,16 @@ def test_loads_and_scores_its_card(entry):
 
 def test_models_are_trained():
     """Every shipped model predicts far better than a uniform guess over 1024 codes (ln 1024 = 6.93 nats).
-    (Whether the losses order by t_f is a finding reported in chapter 7 - with two seeds per t_f - and the
-    chapter's asserts check the facts its text relies on - not a property we assert.)"""
+    (Whether the losses order by t_f is a finding reported in docs/first_codec_training_log.md - with two seeds
+    per t_f - not a property we assert.)"""
     for e in ENTRIES:
         assert load_accompanist(e.path).card["val_loss"] < math.log(1024) - 2.5, e.label
 
 
 def test_seed_replica_table_matches_the_shipped_models():
-    """results/seed_replicas.csv (chapter 7) compares the shipped k = 1 runs (seed 0) with a second seed at
-    the same step: its seed-0 rows carry the validation loss the shipped runs logged at that step, so a
-    table made from other runs fails here."""
+    """results/seed_replicas.csv (docs/first_codec_training_log.md) compares the shipped k = 1 runs (seed 0)
+    with a second seed at the same step: its seed-0 rows carry the validation loss the shipped runs logged at
+    that step, so a table made from other runs fails here."""
     rows = [r for r in csv.DictReader((ROOT / "results" / "seed_replicas.csv").open()) if r["seed"] == "0"]
     assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
     for r in rows:
@@ -81,10 +81,10 @@ def test_seed_replica_table_matches_the_shipped_models():
 
 
 def test_lookahead_trio_table_is_the_shipped_models():
-    """results/lookahead_trio*.csv (README, chapter 7) were made from today's shipped k = 1 trio on every window
-    of the validation split: the summary agrees with the cards and with the per-window file, and the 32 fixture
-    windows (evenly spaced rows of the split) score here as they do in the file. Retraining a model without
-    re-running ``python -m streamlib compare --tokens ...`` fails here."""
+    """results/lookahead_trio*.csv (README, docs/first_codec_training_log.md) were made from today's shipped
+    k = 1 trio on every window of the validation split: the summary agrees with the cards and with the
+    per-window file, and the 32 fixture windows (evenly spaced rows of the split) score here as they do in the
+    file. Retraining a model without re-running ``python -m streamlib compare --tokens ...`` fails here."""
     rows = list(csv.DictReader((ROOT / "results" / "lookahead_trio.csv").open()))
     info, own, swapped = read_window_losses(ROOT / "results" / "lookahead_trio_windows.csv")
     assert {int(r["tf"]) for r in rows} == {-50, 0, 50}
@@ -102,10 +102,11 @@ def test_lookahead_trio_table_is_the_shipped_models():
 
 
 def test_warm_start_table_starts_from_the_shipped_model():
-    """results/warm_start_lookahead*.csv (chapter 7, docs/warm_start_lookahead.md): pairs of runs warm-started
-    from the shipped t_f = 0 model, at t_f = 0 and +1 frame (one pair per seed), scored with their starting point.
-    The summary agrees with the per-window file, every seed has both runs, all runs share one budget, and the
-    starting point's column is today's shipped model (its fixture windows score here as in the file)."""
+    """results/warm_start_lookahead*.csv (docs/first_codec_training_log.md, docs/warm_start_lookahead.md): pairs
+    of runs warm-started from the shipped t_f = 0 model, at t_f = 0 and +1 frame (one pair per seed), scored
+    with their starting point. The summary agrees with the per-window file, every seed has both runs, all runs
+    share one budget, and the starting point's column is today's shipped model (its fixture windows score here
+    as in the file)."""
     rows = {r["model"]: r for r in csv.DictReader((ROOT / "results" / "warm_start_lookahead.csv").open())}
     info, own, swapped = read_window_losses(ROOT / "results" / "warm_start_lookahead_windows.csv")
     assert "book_tf+0_k1" in rows and all(int(r["k"]) == 1 for r in rows.values())

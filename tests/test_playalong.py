@@ -102,3 +102,36 @@ def test_render_is_seeded_and_causal():
     y[15 * codec.hop :] = 0.0
     assert np.array_equal(render(acc, codec, x, 0, 10, seed=3)[: 10 * codec.hop],
                           render(acc, codec, y, 0, 10, seed=3)[: 10 * codec.hop])
+
+
+def test_play_along_samples_each_system_with_its_settings():
+    from streamlib.codec import CausalCodec
+    from streamlib.config import StreamSpec, get_preset
+    from streamlib.model import Accompanist
+    from streamlib.playalong import generate_clips, play_along
+
+    debug = get_preset("debug")
+    torch.manual_seed(0)
+    codec = CausalCodec(debug.codec).eval()
+    acc = Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    rng = np.random.default_rng(1)
+    clips = [_clip(rng.standard_normal(SR).astype(np.float32) * 0.1, 1.0 * i, track=f"s{i}") for i in range(2)]
+    plain = generate_clips(acc, clips, codec, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, generate_clips(acc, clips, codec, seed=0, temperature=1.0)))
+    cold = generate_clips(acc, clips, codec, seed=0, temperature=0.05)
+    assert not all(np.array_equal(a, b) for a, b in zip(plain, cold))
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("temperature", 1.0), kwargs.get("guidance", 1.0)))
+        return plain
+
+    import streamlib.playalong as pa
+
+    real, pa.generate_clips = pa.generate_clips, spy
+    try:
+        play_along({"a": acc, "b": acc}, clips, codec, MetricScorer(metrics=("harmonic_agreement",)), control=False,
+                   sampling={"b": {"temperature": 0.7, "guidance": 2.0}}, log=None)
+    finally:
+        pa.generate_clips = real
+    assert seen == [(1.0, 1.0), (0.7, 2.0)]

@@ -18,7 +18,7 @@ from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
     Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model, load_val_fixture, lr_at,
-    roll_inputs, score_windows, split_windows, train, validation_windows, with_rolled_inputs,
+    roll_inputs, score_windows, split_windows, total_training, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks
@@ -210,6 +210,32 @@ def test_init_from_a_shipped_model(tmp_path, codec):
     with pytest.raises(CheckpointError, match="another model"):
         train(Run(tokens, str(tmp_path / "e"), tf=-3, steps=1, init_from=str(ship)), wider, codec=codec,
               device="cpu", progress=False)
+
+
+def test_a_warm_started_card_counts_the_sittings_it_builds_on(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok")
+    train(Run(tokens, str(tmp_path / "a"), tf=-3, steps=3), PRESET, codec=codec, device="cpu", progress=False)
+    first = export_model(tmp_path / "a" / "train_state.pt", tmp_path / "a.safetensors", commands=["sitting one"])
+    assert first["lineage"] == [] and first["total"]["steps"] == 3
+    train(Run(tokens, str(tmp_path / "b"), tf=2, steps=2, init_from=str(tmp_path / "a.safetensors")), PRESET,
+          codec=codec, device="cpu", progress=False, log=lambda msg: None)
+    second = export_model(tmp_path / "b" / "train_state.pt", tmp_path / "b.safetensors")
+    assert [s["steps"] for s in second["lineage"]] == [3] and second["lineage"][0]["reproduce"] == ["sitting one"]
+    assert second["total"]["steps"] == 5
+    hours = (first["wall_seconds"] + second["wall_seconds"]) / 3600
+    assert second["total"]["wall_hours"] == pytest.approx(hours, abs=1e-3)
+    assert second["total"]["cpu_hours"] >= second["total"]["wall_hours"] - 1e-3   # >= one thread per sitting
+    # and a third sitting carries both
+    train(Run(tokens, str(tmp_path / "c"), tf=0, steps=1, init_from=str(tmp_path / "b.safetensors")), PRESET,
+          codec=codec, device="cpu", progress=False, log=lambda msg: None)
+    third = export_model(tmp_path / "c" / "train_state.pt", tmp_path / "c.safetensors")
+    assert [s["steps"] for s in third["lineage"]] == [2, 3] and third["total"]["steps"] == 6
+
+
+def test_total_training_counts_threads():
+    hw = {"torch_threads": 2}
+    total = total_training(10, 3600.0, hw, [{"steps": 5, "wall_seconds": 1800.0, "hardware": {"torch_threads": 1}}])
+    assert total == {"steps": 15, "wall_hours": 1.5, "cpu_hours": 2.5}
 
 
 # ----------------------------------------------------------------------------- listening levers (chapter 7)

@@ -1,6 +1,7 @@
 """``python -m streamlib compare``: score accompanists side by side on the same targets (chapter 7).
 
-Example (the shipped k = 1 trio on every window of the book's validation split, as in chapter 7)::
+Example (the shipped k = 1 trio on every window of the book's validation split, as in
+``docs/first_codec_training_log.md``)::
 
     python -m streamlib compare checkpoints/models/book_tf-50_k1.safetensors \\
         checkpoints/models/book_tf+0_k1.safetensors checkpoints/models/book_tf+50_k1.safetensors \\
@@ -73,8 +74,8 @@ def _run(args) -> int:
 
     if args.windows_csv and not args.tokens:
         raise ConfigError("--windows-csv needs --tokens (the fixture does not record where its windows come from)")
-    if args.guidance != [1.0] and not args.play_along:
-        raise ConfigError("--guidance applies to --play-along generation")
+    if (args.guidance != [1.0] or args.temperature != [1.0]) and not args.play_along:
+        raise ConfigError("--guidance and --temperature apply to --play-along generation")
     for option, path in (("--csv", args.csv), ("--windows-csv", args.windows_csv), ("--curves", args.curves),
                          ("--play-along-csv", args.play_along_csv), ("--frame-type-csv", args.frame_type_csv)):
         if path:
@@ -156,12 +157,13 @@ def _play_along(args, models: dict) -> None:
     lookahead = max([m.spec.tf for m in models.values() if m.spec is not None] + [0]) + added_latency_frames(first.cfg.n_q)
     clips = load_clips(args.play_along, args.play_along_seconds, lookahead, root=args.dataset, seed=args.seed,
                        sample_rate=codec.sample_rate, per_song=2)
-    systems, scales = {}, {}
-    for g in args.guidance:  # every model at every guidance scale (1: plain sampling)
-        for label, acc in models.items():
-            name = label if g == 1 else f"{label} (guidance {g:g})"
-            systems[name], scales[name] = acc, g
-    rows = play_along(systems, clips, codec, MetricScorer(metrics=PLAY_ALONG_METRICS), seed=args.seed, guidance=scales)
+    systems, sampling = {}, {}
+    for g in args.guidance:  # every model at every guidance scale and temperature (1, 1: plain sampling)
+        for temp in args.temperature:
+            for label, acc in models.items():
+                name = label + (f" (guidance {g:g})" if g != 1 else "") + (f" (temperature {temp:g})" if temp != 1 else "")
+                systems[name], sampling[name] = acc, {"guidance": g, "temperature": temp}
+    rows = play_along(systems, clips, codec, MetricScorer(metrics=PLAY_ALONG_METRICS), seed=args.seed, sampling=sampling)
     for r in rows:
         print(f"{r['system']:<48} {r['metric']:<20} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n']}")
     for v in verdict(rows):
@@ -196,6 +198,9 @@ def register(sub) -> None:
     p.add_argument("--guidance", type=number(float, minimum=0.0), nargs="+", default=[1.0],
                    help="with --play-along: classifier-free guidance scales to sample at (1: none; models trained "
                         "with --input-dropout), e.g. --guidance 1 2 3")
+    p.add_argument("--temperature", type=number(float, above=0), nargs="+", default=[1.0],
+                   help="with --play-along: sampling temperatures (1: the model's distribution; lower: more "
+                        "conservative), e.g. --temperature 1 0.7")
     p.add_argument("--dataset", default=None, help="songs of the play-along clips (default: the book set)")
     p.add_argument("--seed", type=int, default=0, help="clip draw and sampling seed of --play-along")
     p.set_defaults(func=_run)

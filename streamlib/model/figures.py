@@ -6,7 +6,9 @@ Every figure is computed from the library's own functions (``align``, ``chunk_ma
 Chapter 6: ``fusion_terms`` / ``fusion_figure`` (Eq. 2-3 on a real window), ``visibility_maps`` /
 ``attention_figure`` (what each sequence position may attend to, k = 1 and a k > 1 chunk).
 Chapter 7: ``loss_mask_figure`` (k = 1 vs. the prefix decoder's chunk loss), ``lr_figure``
-(warm-up + cosine), ``loss_curves_figure`` (training logs), ``val_curves_figure`` (shipped cards).
+(warm-up + cosine), ``loss_curves_figure`` (training logs). The figures of the first codec's models
+(``val_curves_figure``, ``lookahead_figure``, ``paired_difference_figure``) drew what
+``docs/first_codec_training_log.md`` now records; section 7.7's figure is ``streamlib.listening_figures``.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def loss_curves_figure(histories: dict[str, list[dict]], title: str = "Training 
 
 
 def val_curves_figure(cards: dict[str, dict], title: str = "Validation loss of the shipped models"):
-    """Chapter 7: the validation curves stored in checkpoint cards (``val_curve``), by label."""
+    """The validation curves stored in checkpoint cards (``val_curve``), by label."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -211,7 +213,7 @@ def val_curves_figure(cards: dict[str, dict], title: str = "Validation loss of t
 
 
 def lookahead_figure(own: dict[float, float], swapped: dict[float, float]):
-    """Chapter 7: validation loss against t_f (seconds) on common targets, with each window's own input
+    """Validation loss against t_f (seconds) on common targets, with each window's own input
     and with another song's; the gap between the lines is how much the models listen."""
     import plotly.graph_objects as go
 
@@ -226,7 +228,7 @@ def lookahead_figure(own: dict[float, float], swapped: dict[float, float]):
 
 
 def paired_difference_figure(diffs: dict[str, Sequence[float]], title: str = "Per-window loss differences"):
-    """Chapter 7: one box per comparison of per-window loss differences (``streamlib.compare.window_losses``),
+    """One box per comparison of per-window loss differences (``streamlib.compare.window_losses``),
     every window a dot; above zero the first model of the pair is worse on that window."""
     import plotly.graph_objects as go
 

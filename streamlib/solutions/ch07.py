@@ -1,11 +1,11 @@
 """Solutions to ``book/exercises/07_training.ipynb`` (chapter 7, "Training": loss targets and the
-learning-rate schedule of ``streamlib.train``)."""
+learning-rate schedule of ``streamlib.train``, and how much history noise makes a model listen)."""
 
 from __future__ import annotations
 
 import math
 
-from streamlib.solutions import Exercise, same_function
+from streamlib.solutions import Exercise, close, same_function
 
 
 def lr_at(step: int, peak_lr: float, min_lr: float, warmup_steps: int, total: int) -> float:
@@ -31,6 +31,12 @@ def ex2() -> int:
     return math.floor(100 + 1900 * p) + 1
 
 
+def ex4() -> float:
+    # docs/listening_experiments.md (section 7.7's table), reliance at note onsets in nats per token:
+    # noise30 0.0233 and 0.0205, paper 0.0047 and 0.0070 -> 0.0438 / 0.0117
+    return (0.0233 + 0.0205) / (0.0047 + 0.0070)
+
+
 def _expected1() -> int:
     import torch
 
@@ -52,6 +58,13 @@ def _expected2() -> int:
 
     peak = get_preset("book").train.peak_lr
     return next(s for s in range(100, 2000) if _book_lr(s) < peak / 2)
+
+
+def _expected4() -> float:
+    from streamlib.listening_figures import listening_runs
+
+    onset = {arm: sum(r["reliance"]["onset"] for r in listening_runs((arm,))) for arm in ("noise30", "paper")}
+    return onset["noise30"] / onset["paper"]
 
 
 def _cases():
@@ -79,4 +92,6 @@ EXERCISES = [
     Exercise("07.2", "explore", "when the book schedule falls below half its peak", ex2, _expected2),
     Exercise("07.3", "implement", "the learning-rate schedule", lambda: lr_at, lambda: _lib_lr,
              same_function(_cases, lambda a, b: math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15))),
+    Exercise("07.4", "compute", "how much history noise raises the input reliance at onsets", ex4, _expected4,
+             close(rel=0.01)),
 ]

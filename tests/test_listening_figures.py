@@ -1,0 +1,78 @@
+"""The controlled listening runs as chapter 7 shows them (``streamlib.listening_figures``): the committed CSVs
+merged run by run, the table of docs/listening_experiments.md, and the reliance figure."""
+
+import csv
+
+import pytest
+
+from streamlib.listening_figures import RELIANCE_TYPES, listening_runs, listening_table, reliance_figure
+
+PLAY_COLUMNS = ("system", "kind", "metric", "value", "ci_low", "ci_high")
+
+
+def _write(path, columns, rows):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _arm(root, arm: str, onset: float, harmony: float) -> None:
+    model = f"exp_{arm}_s0"
+    _write(root / f"exp_{arm}_compare.csv", ("model", "seed", "steps", "common_loss"),
+           [{"model": model, "seed": 0, "steps": 10, "common_loss": 3.5}])
+    _write(root / f"exp_{arm}_frame_types.csv", ("model", "type", "level", "tokens", "reliance", "share"),
+           [{"model": model, "type": t, "level": level, "tokens": 5, "reliance": onset if t == "onset" else 0.001,
+             "share": 0.5} for t in RELIANCE_TYPES for level in ("all", 0)])
+    rows = []
+    for metric in ("harmonic_agreement", "beat_f1_song"):
+        rows += [{"system": "ground truth", "kind": "ground_truth", "metric": metric, "value": 0.7, "ci_low": 0.6,
+                  "ci_high": 0.8},
+                 {"system": "random pairing", "kind": "random_floor", "metric": metric, "value": 0.3, "ci_low": 0.25,
+                  "ci_high": 0.35},
+                 {"system": model, "kind": "streaming", "metric": metric, "value": harmony, "ci_low": harmony - 0.02,
+                  "ci_high": harmony + 0.02},
+                 {"system": f"{model} (another song's input)", "kind": "random_input", "metric": metric,
+                  "value": 0.3, "ci_low": 0.28, "ci_high": 0.32}]
+    _write(root / f"exp_{arm}_play_along.csv", PLAY_COLUMNS, rows)
+
+
+def test_runs_merge_the_three_files_of_each_arm(tmp_path):
+    _arm(tmp_path, "a", onset=0.002, harmony=0.31)
+    _arm(tmp_path, "b", onset=0.02, harmony=0.5)
+    runs = listening_runs(("a", "b"), tmp_path)
+    assert [r["run"] for r in runs] == ["a_s0", "b_s0"] and [r["arm"] for r in runs] == ["a", "b"]
+    a, b = runs
+    assert a["reliance"]["onset"] == 0.002 and b["reliance"]["onset"] == 0.02
+    assert set(a["reliance"]) == set(RELIANCE_TYPES)
+    assert a["val_loss"] == 3.5 and a["steps"] == 10 and a["seed"] == 0
+    assert a["play_along"]["harmonic_agreement"] == pytest.approx((0.31, 0.29, 0.33))
+    assert a["control"]["beat_f1_song"] == 0.3 and a["floor"]["beat_f1_song"] == (0.3, 0.25, 0.35)
+    assert a["above_floor"] == {"harmonic_agreement": False, "beat_f1_song": False}   # 0.29: inside the floor's CI
+    assert b["above_floor"] == {"harmonic_agreement": True, "beat_f1_song": True}
+    header, rows = listening_table(runs)
+    assert len(rows) == 4 and all(len(row) == len(header) for row in rows)   # two runs, one ceiling, one floor (shared)
+    assert rows[-2][0] == "ground truth" and rows[-1][0] == "random pairing" and rows[0][3] == "+0.0020"
+    fig = reliance_figure(runs)
+    assert [t.name for t in fig.data] == ["a_s0", "b_s0"] and list(fig.data[1].x) == list(RELIANCE_TYPES)
+    assert fig.data[1].y[1] == 0.02 and fig.data[0].marker.color != fig.data[1].marker.color
+
+
+def test_a_missing_file_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="streamlib compare"):
+        listening_runs(("nope",), tmp_path)
+
+
+def test_the_committed_runs_are_the_documented_ones():
+    """results/listening (docs/listening_experiments.md, chapter 7): two arms x two seeds at 1,000 steps; history
+    noise relies more on the input at onsets and chord changes in both seeds; nothing is above the floor."""
+    runs = listening_runs()
+    assert [r["run"] for r in runs] == ["paper_s0", "paper_s1", "noise30_s0", "noise30_s1"]
+    at = {(r["arm"], r["seed"]): r for r in runs}
+    assert at["paper", 0]["reliance"]["onset"] == pytest.approx(0.004691462963819504)
+    assert at["noise30", 1]["val_loss"] == pytest.approx(3.6155693158507347)
+    for seed in (0, 1):
+        for t in ("onset", "chord change"):
+            assert at["noise30", seed]["reliance"][t] > 2 * at["paper", seed]["reliance"][t]
+    assert not any(any(r["above_floor"].values()) for r in runs) and all(len(r["above_floor"]) == 2 for r in runs)
+    assert len({tuple(r["floor"].items()) for r in runs}) == 1   # the same clips, the same floor for every arm
