@@ -67,6 +67,40 @@ def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, gui
     return out
 
 
+def example_panels(models: dict[str, object], clip, target: str, seconds: float = 5.0, *,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """Look and listen (chapter 9): the input mixture (every stem of an example clip but ``target``), the
+    true ``target`` stem and each model's stem generated from that input, all ``seconds`` long.
+
+    ``clip``: a ``streamlib.data.examples.ExampleClip``; ``models``: label -> accompanist, each decoded by its
+    own codec (``codec_for``), with the whole clip as input so that a lookahead has input to read.
+    """
+    from streamlib.codec import codec_for
+
+    if target not in clip.stems:
+        raise KeyError(f"{target!r} is not a stem of {clip.name} ({sorted(clip.stems)})")
+    n = int(seconds * clip.sample_rate)
+    if n > len(clip.stems[target]):
+        raise ValueError(f"{clip.name} is {len(clip.stems[target]) / clip.sample_rate:g} s long, not {seconds:g} s")
+    full_input = np.sum([a for s, a in clip.stems.items() if s != target], axis=0).astype(np.float32)
+    panels = {"input mixture": full_input[:n], f"true stem ({target})": clip.stems[target][:n]}
+    for label, acc in models.items():
+        codec = codec_for(acc)
+        if codec.sample_rate != clip.sample_rate:
+            raise ValueError(f"{label}: its codec runs at {codec.sample_rate} Hz, the clip at {clip.sample_rate} Hz")
+        audio = render(acc, codec, full_input, clip.categories[target], int(seconds * FRAME_RATE), seed=seed)
+        panels[label] = audio[:n]
+    return panels
+
+
+def panel_scores(panels: dict[str, np.ndarray], clip) -> dict[str, float]:
+    """Harmonic agreement of every panel but the input with the clip's chords (``streamlib.metrics.harmony``)."""
+    from streamlib.metrics.harmony import harmonic_agreement
+
+    return {name: harmonic_agreement(audio, clip.info["chords"], clip.sample_rate)
+            for name, audio in panels.items() if name != "input mixture"}
+
+
 def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0, control: bool = True,
                sampling: dict[str, dict] | None = None, log: Callable[[str], None] | None = print) -> list[dict]:
     """Rows in the sweep's CSV layout: ground truth, random pairing, every model with its own input and,
@@ -169,5 +203,5 @@ def verdict_line(report: dict, instrument: str) -> str:
     return f"{instrument} {word}: " + "; ".join(parts)
 
 
-__all__ = ["CONTROL_KIND", "PLAY_ALONG_METRICS", "generate_clips", "play_along", "render", "stem_report", "verdict",
+__all__ = ["CONTROL_KIND", "PLAY_ALONG_METRICS", "example_panels", "generate_clips", "panel_scores", "play_along", "render", "stem_report", "verdict",
            "verdict_line"]

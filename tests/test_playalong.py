@@ -135,3 +135,36 @@ def test_play_along_samples_each_system_with_its_settings():
     finally:
         pa.generate_clips = real
     assert seen == [(1.0, 1.0), (0.7, 2.0)]
+
+
+def test_example_panels_hold_input_truth_and_each_generation(tmp_path):
+    from streamlib.codec import CausalCodec
+    from streamlib.config import StreamSpec, get_preset
+    from streamlib.data.examples import ExampleClip
+    from streamlib.model import Accompanist
+    from streamlib.playalong import example_panels, panel_scores
+
+    debug = get_preset("debug")
+    torch.manual_seed(0)
+    codec = CausalCodec(debug.codec).eval()
+    acc = Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    c_maj = _tones([261.63, 329.63, 392.0], 2.0)
+    clip = ExampleClip("toy", SR, c_maj, {"S00": c_maj, "S01": _tones([130.81], 2.0)}, {"S00": 0, "S01": 4},
+                       {"chords": [[0.0, 2.0, "C:maj"]]})
+    import streamlib.codec as codecs
+
+    real, codecs.codec_for = codecs.codec_for, lambda model: codec
+    try:
+        panels = example_panels({"model": acc}, clip, "S01", seconds=1.0)
+    finally:
+        codecs.codec_for = real
+    assert list(panels) == ["input mixture", "true stem (S01)", "model"]
+    assert all(len(a) == SR for a in panels.values())
+    assert np.array_equal(panels["input mixture"], c_maj[:SR]) and np.array_equal(panels["true stem (S01)"], clip.stems["S01"][:SR])
+    scores = panel_scores(panels, clip)
+    assert set(scores) == {"true stem (S01)", "model"}
+    assert scores["true stem (S01)"] > 0.5   # a C under C major (a C# scores ~0.15: chroma leaks to neighbours)
+    with pytest.raises(KeyError, match="S09"):
+        example_panels({"model": acc}, clip, "S09")
+    with pytest.raises(ValueError, match="2 s long"):
+        example_panels({"model": acc}, clip, "S01", seconds=3.0)
