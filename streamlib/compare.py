@@ -51,13 +51,14 @@ def common_frame_losses(models: dict[str, Accompanist], windows: dict[str, torch
 
 @torch.no_grad()
 def window_losses(models: dict[str, Accompanist], windows: dict[str, torch.Tensor], window: int,
-                  batch_size: int = 8) -> dict[str, np.ndarray]:
+                  batch_size: int = 8, frames: int | None = None) -> dict[str, np.ndarray]:
     """``common_frame_losses`` window by window: ``[n_windows]`` losses per k = 1 model on the same targets,
     for a paired comparison (every window has the same number of common targets, so their mean is
-    ``common_frame_losses``)."""
+    ``common_frame_losses``). ``frames``: the targets of output frames ``< frames`` instead (e.g. those common
+    to a larger set of models, some of which are not at hand)."""
     if not models:
         return {}
-    frames = common_frames(models, window)
+    frames = common_frames(models, window) if frames is None else frames
     cropped = {key: (v[..., :window] if v.dim() == 3 else v) for key, v in windows.items()}
     n = cropped["input"].shape[0]
     out = {}

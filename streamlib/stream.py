@@ -43,9 +43,10 @@ from tqdm.auto import tqdm
 
 from streamlib.audio import AudioError, save_audio, validate
 from streamlib.config import FRAME_RATE, ConfigError, StreamSpec, to_seconds
-from streamlib.paths import checkpoint_dir
+from streamlib.paths import REPO_ROOT, checkpoint_dir
 
 _TAG = re.compile(r"^book_tf([+-]\d+)_k(\d+)$")
+ARCHIVED_CARDS = REPO_ROOT / "results" / "first_codec_cards"  # cards of replaced models the committed results used
 
 Clock = Callable[[], float]
 Jitter = Callable[[int], float]  # chunk index -> extra compute seconds
@@ -642,6 +643,17 @@ def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list
     return entries
 
 
+def find_model_card(weights_sha256: str) -> dict | None:
+    """The card of the accompanist whose weights hash is ``weights_sha256``: a shipped model's, else an
+    archived one (``ARCHIVED_CARDS``: models replaced since committed results were made from them); None if
+    neither has it."""
+    for path in [*sorted((checkpoint_dir() / "models").glob("*.json")), *sorted(ARCHIVED_CARDS.glob("*.json"))]:
+        card = json.loads(path.read_text())
+        if card.get("weights_sha256") == weights_sha256:
+            return card
+    return None
+
+
 def smallest_lead(entries: Sequence[ModelEntry]) -> ModelEntry:
     """The streaming entry with the largest t_f (the smallest lead when all are negative), then the smallest k."""
     return max(entries, key=lambda e: (e.tf, -e.k))
@@ -649,9 +661,10 @@ def smallest_lead(entries: Sequence[ModelEntry]) -> ModelEntry:
 
 @dataclass
 class BookModels:
-    """Accompanists by (tf, k) frames with their codec; ``trained`` False means random debug weights."""
+    """Accompanists by (tf, k) frames, each with the codec it was trained with (the shipped set may mix
+    codecs); ``trained`` False means random debug weights."""
 
-    codec: object
+    codecs: dict[tuple[int, int], object]
     models: dict[tuple[int, int], object]
     trained: bool
     note: str
@@ -661,9 +674,9 @@ FALLBACK_SPECS = ((-10, 5), (-5, 1), (0, 1), (5, 1), (10, 5))
 
 
 def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: str | Path | None = None) -> BookModels:
-    """The shipped accompanists and codec when they exist (optionally only ``specs``), otherwise tiny
-    randomly initialised ``debug`` models at ``FALLBACK_SPECS`` -- with a note saying so: their output
-    is noise-like and says nothing about the paper's trade-offs."""
+    """The shipped accompanists and their codecs when they exist (optionally only ``specs``), otherwise tiny
+    randomly initialised ``debug`` models and codec at ``FALLBACK_SPECS`` -- with a note saying so: their
+    output is noise-like and says nothing about the paper's trade-offs."""
     from streamlib.codec import CausalCodec, codec_for
     from streamlib.codec.codec import default_checkpoint
     from streamlib.config import get_preset, seed_everything
@@ -674,8 +687,13 @@ def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: 
         shipped = [e for e in shipped if (e.tf, e.k) in set(specs)]
     if shipped and default_checkpoint().exists():
         models = {(e.tf, e.k): load_accompanist(e.path) for e in shipped}
-        codec = codec_for(next(iter(models.values())))  # the codec they were trained with
-        return BookModels(codec, models, True, f"shipped checkpoints: {len(models)} streaming models")
+        loaded: dict[str, object] = {}  # each codec once, by the hash the cards name
+        for m in models.values():
+            if m.card["codec_sha256"] not in loaded:
+                loaded[m.card["codec_sha256"]] = codec_for(m)
+        codecs = {spec: loaded[m.card["codec_sha256"]] for spec, m in models.items()}
+        return BookModels(codecs, models, True,
+                          f"shipped checkpoints: {len(models)} streaming models on {len(loaded)} codec(s)")
     seed_everything(0)
     preset = get_preset("debug")
     codec = CausalCodec(preset.codec)
@@ -683,7 +701,7 @@ def book_models(specs: Sequence[tuple[int, int]] | None = None, *, checkpoints: 
     models = {}
     for tf, k in specs or FALLBACK_SPECS:
         models[(tf, k)] = Accompanist(preset.model, tables, StreamSpec(tf=tf, k=k, window=preset.model.max_frames // 2)).eval()
-    return BookModels(codec, models, False, (
+    return BookModels({spec: codec for spec in models}, models, False, (
         "NOTE: no shipped checkpoints found -- using tiny RANDOMLY INITIALISED debug models and codec. "
         "They show the mechanics (timing, visibility) only; their audio is noise, not music."))
 
@@ -802,6 +820,7 @@ __all__ = [
     "summary",
     "ModelEntry",
     "shipped_models",
+    "find_model_card",
     "smallest_lead",
     "BookModels",
     "book_models",

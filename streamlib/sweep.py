@@ -24,11 +24,11 @@ from streamlib import checkpoint
 from streamlib.config import FRAME_RATE, to_seconds
 from streamlib.metrics import MetricScorer
 from streamlib.paths import REPO_ROOT
-from streamlib.stream import ModelEntry, shipped_models
+from streamlib.stream import ModelEntry, find_model_card, shipped_models
 
 CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
-    "n", "note", "clip_seconds", "x_real_time", "checkpoint",
+    "n", "note", "clip_seconds", "x_real_time", "checkpoint", "weights_sha256",
 )
 KINDS = ("streaming", "offline_prefix", "ground_truth", "random_floor", "random_input")
 DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
@@ -153,14 +153,20 @@ def _hop(clip: Clip) -> int:
 # ----------------------------------------------------------------------------- generation
 
 
-def generate(entry: ModelEntry, clips: Sequence[Clip], codec, *, seed: int = 0,
+def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int = 0,
              prompt_seconds: float = 0.0, paired: bool = True) -> tuple[list[np.ndarray], float]:
     """Run one system on every clip: streaming models through ``stream.stream``, the offline prefix
-    decoder on the whole input. ``paired=False`` feeds each clip the input of the next clip
-    (paper A.2's "random input" control). Returns (generated stems, mean speed in x real time)."""
+    decoder on the whole input; ``codec`` None: the codec the model's card names (``codec_for``).
+    ``paired=False`` feeds each clip the input of the next clip (paper A.2's "random input" control).
+    Returns (generated stems, mean speed in x real time)."""
+    from streamlib.codec import codec_for
     from streamlib.stream import stream
 
     acc = entry.load()
+    codec = codec_for(acc) if codec is None else codec
+    if clips and codec.sample_rate != clips[0].sample_rate:
+        raise SweepError(f"{entry.label}: its codec runs at {codec.sample_rate} Hz, "
+                         f"the clips at {clips[0].sample_rate} Hz")
     out, speeds = [], []
     for i, clip in enumerate(clips):
         src = clip if paired else clips[(i + 1) % len(clips)]
@@ -202,6 +208,7 @@ def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequen
         "clip_seconds": to_seconds(clips[0].frames),
         "x_real_time": "" if x_real_time is None else round(x_real_time, 3),
         "checkpoint": _relative(entry.path) if entry and entry.path else "",
+        "weights_sha256": checkpoint.load_card(entry.path)["weights_sha256"] if entry and entry.path else "",
     }
     rows = []
     for metric, (value, low, high, n, note) in scorer(generated, clips, seed=seed).items():
@@ -219,15 +226,25 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     return checkpoint.write_csv(path, CSV_COLUMNS, ({c: _fmt(r.get(c, "")) for c in CSV_COLUMNS} for r in rows))
 
 
+def swept_cards(rows: Sequence[dict]) -> dict[str, dict | None]:
+    """The card of the weights each model row of a sweep was made from, by checkpoint: found by the row's
+    ``weights_sha256`` among the shipped and the archived cards (``streamlib.stream.find_model_card``; None if
+    neither has it), so rows of a model replaced since are not mistaken for today's."""
+    return {r["checkpoint"]: find_model_card(r["weights_sha256"]) for r in rows if r.get("weights_sha256")}
+
+
 def _fmt(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
 def read_csv(path: str | Path = DEFAULT_CSV) -> list[dict]:
-    """Rows of a sweep CSV with numbers parsed (empty cells -> None)."""
-    def parse(v: str):
+    """Rows of a sweep CSV with numbers parsed (empty cells -> None; a weights hash stays text even when it
+    reads as a number)."""
+    def parse(key: str, v: str):
         if v == "":
             return None
+        if key == "weights_sha256":
+            return v
         try:
             return int(v)
         except ValueError:
@@ -237,12 +254,13 @@ def read_csv(path: str | Path = DEFAULT_CSV) -> list[dict]:
                 return v
 
     with Path(path).open() as f:
-        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer, out: str | Path | None = None,
               *, seed: int = 0, progress: Callable[[str], None] | None = print, control: bool = False) -> list[dict]:
-    """Every model on every clip, plus the ground-truth and random-pairing rows; CSV if ``out``.
+    """Every model on every clip, plus the ground-truth and random-pairing rows; CSV if ``out``. ``codec``
+    None: each model streams through the codec its card names (a shipped set may mix codecs).
 
     ``control``: every streaming model also streams each clip with another clip's input (paper A.2; kind
     ``random_input``, system "<label> (another song's input)"): a model that listens scores lower with it."""
@@ -403,12 +421,13 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
         models = [m for m in models if re.search(only, m.path.stem)]
     if not models:
         raise SweepError(f"no accompanist checkpoints in {checkpoints or 'checkpoints/models'} (book_tf*_k*.safetensors)")
-    codec = codec_for(models[0].load(), codec_path)  # the codec the shipped models were trained with
+    first = codec_for(models[0].load(), codec_path)  # the clips are cut at its rate (generate checks the others)
+    codec = first if codec_path else None  # None: each model streams through the codec its card names
     from streamlib.tokens.delay import added_latency_frames
 
     delay = added_latency_frames(models[0].load().cfg.n_q)  # the delay pattern's D (streamlib.stream)
     lookahead = max([m.tf + delay for m in models if m.tf is not None] + [0])
-    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=codec.sample_rate, per_song=per_song)
+    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=first.sample_rate, per_song=per_song)
     rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed, control=control)
     written = []
     if figures:

@@ -41,6 +41,7 @@ from streamlib.checkpoint import (
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, bf16_supported, get_device
 from streamlib.model.accompanist import Accompanist, masked_loss
 from streamlib.model.masked import draw_input_keep
+from streamlib.paths import REPO_ROOT
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
 
@@ -493,6 +494,12 @@ def load_val_fixture(path: str | Path) -> dict[str, torch.Tensor]:
                 "category": torch.from_numpy(z["category"].astype(np.int64))}
 
 
+def card_fixture(card: dict) -> Path | None:
+    """The committed windows (``tests/fixtures/``) a model card's ``fixture.loss`` was measured on, if any:
+    each codec's models are scored on windows of their own token cache."""
+    return REPO_ROOT / "tests" / "fixtures" / card["fixture"]["path"] if card.get("fixture") else None
+
+
 def score_windows(acc: Accompanist, windows: dict[str, torch.Tensor], window: int, frames: int | None = None) -> float:
     """Validation loss of ``acc`` on ``windows`` cropped to its training window (the cards' number);
     ``frames``: only the targets of output frames ``< frames``."""
@@ -594,5 +601,5 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
+__all__ += ["card_fixture", "common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
             "swap_inputs", "window_losses"]

@@ -62,6 +62,17 @@ def test_compare_scores_shipped_models_side_by_side(tmp_path):
     assert [(int(r["step"]), float(r["val_loss"])) for r in curves] == [tuple(p) for p in card["val_curve"]]
 
 
+def test_compare_refuses_models_of_two_codecs():
+    """Tokens of one codec mean nothing to a model trained on another's: no side-by-side score of the two."""
+    by_codec = {}
+    for card in sorted((REPO_ROOT / "checkpoints" / "models").glob("book_tf*.json")):
+        by_codec.setdefault(json.loads(card.read_text())["codec_sha256"], card.with_suffix(".safetensors"))
+    if len(by_codec) < 2:
+        pytest.skip("the shipped models share one codec")
+    result = run_cli("compare", *list(by_codec.values())[:2])
+    assert_one_line_error(result, "the models were trained on different codecs")
+
+
 def test_compare_names_a_missing_checkpoint(tmp_path):
     result = run_cli("compare", tmp_path / "nope.safetensors")
     assert_one_line_error(result, f"accompanist checkpoint {tmp_path / 'nope.safetensors'} does not exist")

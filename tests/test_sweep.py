@@ -10,7 +10,9 @@ from test_stream import StandIn
 from streamlib.codec import CausalCodec
 from streamlib.config import StreamSpec, get_preset
 from streamlib.stream import ModelEntry, shipped_models
-from streamlib.sweep import CSV_COLUMNS, Clip, SweepError, load_clips, random_pairing, read_csv, run_sweep, sweep_figure
+from streamlib.sweep import (
+    CSV_COLUMNS, DEFAULT_CSV, Clip, SweepError, load_clips, random_pairing, read_csv, run_sweep, swept_cards, sweep_figure,
+)
 from streamlib.sweep import paper_findings as sweep_findings
 
 SR = 16_000
@@ -92,6 +94,20 @@ def test_shipped_models_parses_names(tmp_path):
         (tmp_path / f"{name}.safetensors").write_bytes(b"")
     found = shipped_models(tmp_path)
     assert [(e.kind, e.tf, e.k) for e in found] == [("streaming", 50, 1), ("streaming", -10, 5), ("offline_prefix", None, None)]
+
+
+def test_committed_sweep_rows_are_the_models_of_their_cards():
+    """Every model row of results/sweep_book.csv keeps the weights hash of the checkpoint it ran, and that hash
+    is the card of a shipped model or of one retrained since (results/first_codec_cards/) at the row's (t_f, k):
+    the committed sweep's rows are never taken for a retrained model's."""
+    rows = [r for r in read_csv(DEFAULT_CSV) if r["checkpoint"]]
+    cards = swept_cards(rows)
+    assert rows and set(cards) == {r["checkpoint"] for r in rows}
+    for r in rows:
+        card = cards[r["checkpoint"]]
+        assert card is not None, f"{r['checkpoint']}: no shipped or archived card has weights {r['weights_sha256']}"
+        spec = (None, None) if card["offline"] else (card["spec"]["tf"], card["spec"]["k"])
+        assert (r["tf_frames"], r["k_frames"]) == spec, r["checkpoint"]
 
 
 def _row(kind, metric, value, tf=None, k=None):

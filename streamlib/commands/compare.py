@@ -1,7 +1,7 @@
 """``python -m streamlib compare``: score accompanists side by side on the same targets (chapter 7).
 
-Example (the shipped k = 1 trio on every window of the book's validation split, as in
-``docs/first_codec_training_log.md``)::
+Example (the first codec's k = 1 trio on every window of the book's validation split, run in a work tree of
+the commit ``docs/first_codec_training_log.md`` names)::
 
     python -m streamlib compare checkpoints/models/book_tf-50_k1.safetensors \\
         checkpoints/models/book_tf+0_k1.safetensors checkpoints/models/book_tf+50_k1.safetensors \\
@@ -12,9 +12,10 @@ Prints, per model, its steps and seed, its card's validation loss, the loss on t
 k = 1 model predicts (with each window's own input and with another song's) and the input
 reliance: read that column before reading any ordering of the others. Then each k = 1 model's
 paired difference to the t_f = 0 model, with its standard error over tracks when the windows come
-from a token cache. Without ``--tokens`` the windows are the committed test fixture (32 windows:
-too few to resolve differences of a few thousandths of a nat). ``--curves`` also writes each
-card's validation curve (model, seed, tf, k, step, val_loss) for plotting runs side by side.
+from a token cache. Without ``--tokens`` the windows are the committed test fixture the cards name (32
+windows of their codec's tokens: too few to resolve differences of a few thousandths of a nat). The models
+must share a codec: tokens of one codec mean nothing to a model trained on another's. ``--curves`` also
+writes each card's validation curve (model, seed, tf, k, step, val_loss) for plotting runs side by side.
 
 ``--by-frame-type`` (with ``--tokens``) splits the input reliance by frame type of the target (note
 onsets, chord changes, sustained, silent) and by RVQ level (``streamlib.compare.reliance_by_frame_type``).
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 from streamlib.cli import number
 
-DEFAULT_FIXTURE = "tests/fixtures/model_val_windows.npz"
 COLUMNS = ("model", "tf", "k", "offline", "steps", "seed", "card_val_loss", "windows", "common_loss",
            "common_loss_swapped", "reliance")
 
@@ -42,20 +42,29 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _windows(args, window: int, n_q: int):
-    """(windows, per-window info or None) from ``--tokens`` or ``--fixture``."""
+def _windows(args, window: int, n_q: int, card: dict):
+    """(windows, per-window info or None) from ``--tokens``, ``--fixture`` or the fixture ``card`` names;
+    a token cache of another codec than the card's is refused."""
+    import json
     from pathlib import Path
 
     from streamlib.config import ConfigError
-    from streamlib.train import load_val_fixture, split_windows
+    from streamlib.train import card_fixture, load_val_fixture, split_windows
 
     if args.tokens:
         if args.max_windows is not None and args.max_windows < 2:
             raise ConfigError("--max-windows must be at least 2 (a swapped input needs another window)")
         if not Path(args.tokens, args.split).is_dir():
             raise ConfigError(f"no split {args.split!r} in the token cache {args.tokens}")
+        meta = Path(args.tokens, "meta.json")
+        made_by = json.loads(meta.read_text()).get("codec_sha256") if meta.exists() else None
+        if made_by not in (None, card["codec_sha256"]):
+            raise ConfigError(f"the token cache {args.tokens} holds codec {made_by}'s tokens, the models were "
+                              f"trained on codec {card['codec_sha256']}'s")
         return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split)
-    fixture = Path(args.fixture)
+    fixture = Path(args.fixture) if args.fixture else card_fixture(card)
+    if fixture is None:
+        raise ConfigError("the models' cards name no validation windows (pass --fixture or --tokens)")
     if not fixture.exists():
         raise ConfigError(f"no validation windows at {fixture} (pass --fixture or --tokens)")
     return load_val_fixture(fixture), None
@@ -88,8 +97,12 @@ def _run(args) -> int:
         models[path.stem] = load_accompanist(path, device="cpu")
     if len({m.cfg.n_q for m in models.values()}) != 1:
         raise ConfigError("the models predict different numbers of codebook levels")
+    codecs = sorted({str(m.card["codec_sha256"]) for m in models.values()})
+    if len(codecs) != 1:
+        raise ConfigError(f"the models were trained on different codecs ({', '.join(codecs)}); compare models of one")
+    first = next(iter(models.values()))
     window = args.window or get_preset("book").train.window_frames
-    windows, info = _windows(args, window, next(iter(models.values())).cfg.n_q)
+    windows, info = _windows(args, window, first.cfg.n_q, first.card)
     rows = compare_models(models, windows, window)
     widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in COLUMNS]
     print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
@@ -181,7 +194,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="validation", help="split of --tokens (default validation)")
     p.add_argument("--max-windows", type=int, default=None,
                    help="with --tokens: at most this many windows, spread over the split (default: all)")
-    p.add_argument("--fixture", default=DEFAULT_FIXTURE, help=f"validation windows (default {DEFAULT_FIXTURE})")
+    p.add_argument("--fixture", default=None, help="validation windows (default: the fixture the models' cards name)")
     p.add_argument("--window", type=int, default=None, help="layout length in frames (default: the book preset's)")
     p.add_argument("--csv", default=None, help="also write the table here")
     p.add_argument("--windows-csv", default=None, help="with --tokens: also write every window's losses here")

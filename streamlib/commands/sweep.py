@@ -62,6 +62,6 @@ def register(sub) -> None:
     p.add_argument("--per-song", type=number(int, minimum=1), default=1,
                    help="clips drawn per test song at most (more clips than songs; intervals resample songs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--codec", default=None, help="codec checkpoint (default: the shipped one)")
+    p.add_argument("--codec", default=None, help="codec checkpoint (default: the one each model's card names)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1)
     p.set_defaults(func=_run)
