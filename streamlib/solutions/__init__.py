@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 LEVELS = {"explore": "★ explore", "compute": "★★ compute", "implement": "★★★ implement"}
-CHAPTERS = tuple(f"{n:02d}" for n in range(1, 12))
+CHAPTERS = tuple(f"{n:02d}" for n in range(1, 13))
 
 
 class ExerciseError(KeyError):
