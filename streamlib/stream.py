@@ -643,15 +643,20 @@ def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list
     return entries
 
 
-def find_model_card(weights_sha256: str) -> dict | None:
-    """The card of the accompanist whose weights hash is ``weights_sha256``: a shipped model's, else an
-    archived one (``ARCHIVED_CARDS``: models replaced since committed results were made from them); None if
-    neither has it."""
+def model_cards_by_hash() -> dict[str, dict]:
+    """Every accompanist card by its weights hash: the shipped models' and the archived ones
+    (``ARCHIVED_CARDS``: models replaced since committed results were made from them); a shipped card wins."""
+    cards: dict[str, dict] = {}
     for path in [*sorted((checkpoint_dir() / "models").glob("*.json")), *sorted(ARCHIVED_CARDS.glob("*.json"))]:
         card = json.loads(path.read_text())
-        if card.get("weights_sha256") == weights_sha256:
-            return card
-    return None
+        cards.setdefault(card.get("weights_sha256"), card)
+    return cards
+
+
+def find_model_card(weights_sha256: str) -> dict | None:
+    """The card of the accompanist whose weights hash is ``weights_sha256`` (``model_cards_by_hash``); None if
+    no shipped or archived card has it."""
+    return model_cards_by_hash().get(weights_sha256)
 
 
 def smallest_lead(entries: Sequence[ModelEntry]) -> ModelEntry:
@@ -821,6 +826,7 @@ __all__ = [
     "ModelEntry",
     "shipped_models",
     "find_model_card",
+    "model_cards_by_hash",
     "smallest_lead",
     "BookModels",
     "book_models",

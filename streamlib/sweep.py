@@ -24,7 +24,7 @@ from streamlib import checkpoint
 from streamlib.config import FRAME_RATE, to_seconds
 from streamlib.metrics import MetricScorer
 from streamlib.paths import REPO_ROOT
-from streamlib.stream import ModelEntry, find_model_card, shipped_models
+from streamlib.stream import ModelEntry, model_cards_by_hash, shipped_models
 
 CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
@@ -228,9 +228,10 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
 
 def swept_cards(rows: Sequence[dict]) -> dict[str, dict | None]:
     """The card of the weights each model row of a sweep was made from, by checkpoint: found by the row's
-    ``weights_sha256`` among the shipped and the archived cards (``streamlib.stream.find_model_card``; None if
+    ``weights_sha256`` among the shipped and the archived cards (``streamlib.stream.model_cards_by_hash``; None if
     neither has it), so rows of a model replaced since are not mistaken for today's."""
-    return {r["checkpoint"]: find_model_card(r["weights_sha256"]) for r in rows if r.get("weights_sha256")}
+    cards = model_cards_by_hash()  # read once, not once per row
+    return {r["checkpoint"]: cards.get(r["weights_sha256"]) for r in rows if r.get("weights_sha256")}
 
 
 def _fmt(v):
