@@ -87,7 +87,10 @@ def swap_inputs(windows: dict[str, torch.Tensor], shift: int | None = None) -> d
     shift = n // 2 if shift is None else int(shift)
     if shift % n == 0:
         raise ValueError(f"a shift of {shift} gives every one of the {n} windows its own input back")
-    return dict(windows, input=windows["input"].roll(shift, dims=0))
+    swapped = dict(windows, input=windows["input"].roll(shift, dims=0))
+    if "input_chroma" in windows:  # the chroma path hears the same other song
+        swapped["input_chroma"] = windows["input_chroma"].roll(shift, dims=0)
+    return swapped
 
 
 def input_reliance(acc: Accompanist, windows: dict[str, torch.Tensor], window: int) -> float:
@@ -143,7 +146,7 @@ def token_losses(acc: Accompanist, windows: dict[str, torch.Tensor], window: int
     for lo in range(0, cropped["input"].shape[0], batch_size):
         part = {key: v[lo : lo + batch_size] for key, v in cropped.items()}
         a = aligned_batch(part, acc.spec.tf, False, torch.device("cpu"))
-        logits = acc(a.input_codes, a.input_pad_mask, a.output_tokens)
+        logits = acc(a.input_codes, a.input_pad_mask, a.output_tokens, input_features=a.input_features)
         codes = (a.targets - CODE_OFFSET).clamp(min=0)
         ce = torch.nn.functional.cross_entropy(logits.float().permute(0, 3, 1, 2), codes, reduction="none")
         ces.append(ce.numpy())

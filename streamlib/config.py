@@ -229,6 +229,7 @@ class ModelConfig:
     max_frames: int = 512  # trained context in frames (window + padding + BOS)
     dropout: float = 0.0
     cross_attention: bool = False
+    input_chroma: bool = False  # also read the input's causal chroma (streamlib.input_chroma; beyond the paper)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:

@@ -1,7 +1,7 @@
 """The controlled listening runs as a table and a figure (chapter 7, section 7.7 "Does the model listen?").
 
 ``python -m streamlib compare --by-frame-type --play-along N`` writes three CSVs per arm of an experiment
-(``results/listening/exp_<arm>_compare.csv``, ``_frame_types.csv``, ``_play_along.csv``; the runs and
+(``results/listening/<experiment>_<arm>_compare.csv``, ``_frame_types.csv``, ``_play_along.csv``; the runs and
 commands are in ``docs/listening_experiments.md``). ``listening_runs`` merges them into one row per run,
 ``listening_table`` lays the rows out as the document's table and ``reliance_figure`` draws the input
 reliance by frame type, one bar per run. (Chapter 11's blind listening *study* is ``streamlib.listening``.)
@@ -34,8 +34,10 @@ def _interval(row: dict) -> tuple[float, float, float]:
     return float(row["value"]), float(row["ci_low"]), float(row["ci_high"])
 
 
-def listening_runs(arms: Sequence[str] = ("paper", "noise30"), root: str | Path = LISTENING_DIR) -> list[dict]:
-    """One row per run of the given arms, from ``<root>/exp_<arm>_{compare,frame_types,play_along}.csv``.
+def listening_runs(arms: Sequence[str] = ("paper", "noise30"), root: str | Path = LISTENING_DIR,
+                   experiment: str = "exp") -> list[dict]:
+    """One row per run of the given arms, from ``<root>/<experiment>_<arm>_{compare,frame_types,play_along}.csv``
+    (``experiment``: "exp" for the 1,000-step runs, "c3k" for the 3,000-step ones).
 
     Each row: ``run`` (e.g. "paper_s0"), ``arm``, ``seed``, ``steps``, ``val_loss`` (clean-history loss on
     the common targets), ``reliance`` {frame type: nats per token, all RVQ levels}, and per play-along metric
@@ -47,9 +49,9 @@ def listening_runs(arms: Sequence[str] = ("paper", "noise30"), root: str | Path 
 
     root, out = Path(root), []
     for arm in arms:
-        compared = _rows(root / f"exp_{arm}_compare.csv")
-        types = _rows(root / f"exp_{arm}_frame_types.csv")
-        played = _rows(root / f"exp_{arm}_play_along.csv")
+        compared = _rows(root / f"{experiment}_{arm}_compare.csv")
+        types = _rows(root / f"{experiment}_{arm}_frame_types.csv")
+        played = _rows(root / f"{experiment}_{arm}_play_along.csv")
         by_kind = {(r["kind"], r["metric"]): r for r in played if r["kind"] in ("ground_truth", "random_floor")}
         bars = verdict([dict(r, value=float(r["value"]), ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]))
                         for r in played])
@@ -59,7 +61,7 @@ def listening_runs(arms: Sequence[str] = ("paper", "noise30"), root: str | Path 
             mine = {r["metric"]: r for r in played if r["system"] == model}
             ctrl = {r["metric"]: r for r in played if r["system"] == model + _CONTROL}
             out.append({
-                "run": model.removeprefix("exp_"), "arm": arm, "seed": int(c["seed"]), "steps": int(c["steps"]),
+                "run": model.removeprefix(f"{experiment}_"), "arm": arm, "seed": int(c["seed"]), "steps": int(c["steps"]),
                 "val_loss": float(c["common_loss"]),
                 "reliance": reliance,
                 "play_along": {m: _interval(r) for m, r in mine.items()},

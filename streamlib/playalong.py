@@ -31,6 +31,17 @@ PLAY_ALONG_METRICS = ("harmonic_agreement", "beat_f1_song")
 CONTROL_KIND = "random_input"
 
 
+def input_chroma_for(acc, input_audio: np.ndarray, sample_rate: int, frames: int) -> torch.Tensor | None:
+    """The causal chroma ``[12, frames]`` of ``input_audio`` for a model with the chroma input path
+    (``cfg.input_chroma``, ``streamlib.input_chroma``); None for every other model."""
+    if not getattr(acc.cfg, "input_chroma", False):  # (test doubles carry a bare cfg)
+        return None
+    from streamlib.input_chroma import causal_chroma
+
+    c = causal_chroma(input_audio, sample_rate)[:, :frames]
+    return torch.from_numpy(np.pad(c, ((0, 0), (0, frames - c.shape[1]))))
+
+
 def render(acc, codec, input_audio: np.ndarray, category: int, frames: int, *, seed: int = 0,
            temperature: float = 1.0, top_k: int = 200, guidance: float = 1.0) -> np.ndarray:
     """Generate ``frames`` output frames for ``input_audio`` (mono, the codec's rate) and decode them.
@@ -44,7 +55,7 @@ def render(acc, codec, input_audio: np.ndarray, category: int, frames: int, *, s
         x = torch.as_tensor(np.asarray(input_audio, dtype=np.float32))[None, None]
         codes = codec.encode(x, n_q=acc.cfg.n_q)[0]
         gen = acc.generator(category, temperature=temperature, top_k=top_k, guidance=guidance)
-        gen.feed_input(codes)
+        gen.feed_input(codes, input_chroma_for(acc, input_audio, codec.sample_rate, codes.shape[-1]))
         out = gen.generate(int(frames))
         return codec.decode(out[None]).reshape(-1).cpu().numpy()
 
@@ -203,5 +214,5 @@ def verdict_line(report: dict, instrument: str) -> str:
     return f"{instrument} {word}: " + "; ".join(parts)
 
 
-__all__ = ["CONTROL_KIND", "PLAY_ALONG_METRICS", "example_panels", "generate_clips", "panel_scores", "play_along", "render", "stem_report", "verdict",
+__all__ = ["CONTROL_KIND", "PLAY_ALONG_METRICS", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "render", "stem_report", "verdict",
            "verdict_line"]

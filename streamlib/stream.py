@@ -278,6 +278,11 @@ class ChunkEngine:
         self.gen = acc.generator(category, temperature=temperature, top_k=top_k, **(generator_kwargs or {}))
         self.enc, self.dec = self._codec_streams()
         self.pushed = 0  # input frames encoded and fed
+        self.chroma = None
+        if getattr(acc.cfg, "input_chroma", False):  # the model's second input path (streamlib.input_chroma)
+            from streamlib.input_chroma import CausalChroma
+
+            self.chroma = CausalChroma(codec.sample_rate)
 
     def _codec_streams(self):
         """The codec's stream encoder and decoder: eager (``codec.stream_encoder``), or with
@@ -316,8 +321,12 @@ class ChunkEngine:
     def reveal(self, upto: int, source: Callable[[int, int], np.ndarray]) -> None:
         """Encode and feed input frames ``pushed .. upto - 1`` (samples from ``source(first, stop)``)."""
         if upto > self.pushed:
-            codes = self.enc.push(torch.from_numpy(np.ascontiguousarray(source(self.pushed, upto), dtype=np.float32)))
-            self.gen.feed_input(codes[0, : self.n_q])
+            samples = np.ascontiguousarray(source(self.pushed, upto), dtype=np.float32)
+            codes = self.enc.push(torch.from_numpy(samples))
+            if self.chroma is None:
+                self.gen.feed_input(codes[0, : self.n_q])
+            else:
+                self.gen.feed_input(codes[0, : self.n_q], torch.from_numpy(self.chroma.push(samples)))
             self.pushed = upto
 
     def prompt(self, truth: torch.Tensor, source: Callable[[int, int], np.ndarray]) -> np.ndarray:

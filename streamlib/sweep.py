@@ -186,9 +186,11 @@ def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int 
 def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int) -> np.ndarray:
     """The offline prefix decoder: the whole input first, then every output frame."""
     torch.manual_seed(seed)
+    from streamlib.playalong import input_chroma_for
+
     codes = codec.encode(torch.from_numpy(input_audio)[None, None], n_q=acc.cfg.n_q)[0]
     gen = acc.generator(category)
-    gen.feed_input(codes)
+    gen.feed_input(codes, input_chroma_for(acc, input_audio, codec.sample_rate, codes.shape[-1]))
     out = gen.generate(codes.shape[-1])
     return codec.decode(out[None]).reshape(-1).cpu().numpy()
 

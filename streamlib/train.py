@@ -67,9 +67,11 @@ class Run:
     init_from: str | None = None  # a shipped model's weights (fresh optimiser): train longer, or at another t_f
     # Listening levers (issue "Accompanists that play along", docs/listening_experiments.md); 0 = the paper's recipe.
     history_noise: float = 0.0  # share of teacher-forced output codes replaced by random codes (targets kept)
+    history_noise_from: float | None = None  # curriculum: the share starts here, reaches history_noise at half the steps
     contrast_weight: float = 0.0  # weight of the margin loss preferring the true input over another window's
     contrast_margin: float = 0.1  # nats per token the true input should beat the rolled one by
     input_dropout: float = 0.0  # share of windows trained without their input: classifier-free guidance at sampling
+    input_chroma: bool = False  # a second input path: the input's causal chroma (streamlib.input_chroma)
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
@@ -79,6 +81,8 @@ def check_levers(run: Run) -> None:
     """Raise ``ConfigError`` for listening-lever values that make no sense."""
     if not 0.0 <= run.history_noise < 1.0:
         raise ConfigError(f"history_noise must be in [0, 1), got {run.history_noise}")
+    if run.history_noise_from is not None and not 0.0 <= run.history_noise_from <= 1.0:
+        raise ConfigError(f"history_noise_from must be in [0, 1], got {run.history_noise_from}")
     if run.contrast_weight < 0 or run.contrast_margin < 0:
         raise ConfigError(f"contrast_weight and contrast_margin must be >= 0, got {run.contrast_weight}, "
                           f"{run.contrast_margin}")
@@ -98,16 +102,20 @@ def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
 
 def make_batch(ds, indices, draw: int) -> dict[str, torch.Tensor]:
     items = [ds.item(int(i), draw) for i in indices]
-    return {
+    batch = {
         "input": torch.stack([it["input"] for it in items]),
         "target": torch.stack([it["target"] for it in items]),
         "category": torch.tensor([it["category"] for it in items]),
     }
+    if "input_chroma" in items[0]:
+        batch["input_chroma"] = torch.stack([it["input_chroma"] for it in items])
+    return batch
 
 
 def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> Aligned:
     x, y, c = batch["input"].to(device), batch["target"].to(device), batch["category"].to(device)
-    return align_offline_prefix(x, y, c) if offline else align(x, y, c, tf)
+    f = batch["input_chroma"].to(device) if "input_chroma" in batch else None
+    return align_offline_prefix(x, y, c, input_features=f) if offline else align(x, y, c, tf, input_features=f)
 
 
 def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
@@ -137,6 +145,17 @@ def drop_inputs(batch_size: int, rate: float, seed: int, step: int, device: torc
     return (~draw_input_keep(np.random.default_rng([seed, step, 13]), batch_size, rate)).to(device)
 
 
+def history_noise_at(run: Run, step: int, total: int) -> float:
+    """The history-noise share at ``step`` of ``total``: ``run.history_noise`` throughout, or with
+    ``history_noise_from`` a curriculum that falls linearly from it to ``history_noise`` over the first half
+    of the steps (at 1.0 the model starts with no usable history at all and must learn to play from its
+    input alone; chapter 7)."""
+    if run.history_noise_from is None:
+        return run.history_noise
+    progress = min(1.0, step / max(1.0, total / 2))
+    return run.history_noise_from + progress * (run.history_noise - run.history_noise_from)
+
+
 def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int, step: int) -> Aligned:
     """Replace a share ``rate`` of the teacher-forced output codes (the model's own history) by uniform
     random codes, drawn from ``(seed, step)``; targets, PAD and instrument tokens stay (chapter 7).
@@ -144,8 +163,8 @@ def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int
     With the true history every frame is predictable from the last one, and a small model never needs
     its input; a corrupted history makes the input the more reliable witness of what comes next.
     """
-    if not 0.0 <= rate < 1.0:
-        raise ConfigError(f"history_noise must be in [0, 1), got {rate}")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"history_noise must be in [0, 1], got {rate}")
     if rate == 0.0:
         return aligned
     rng = np.random.default_rng([seed, step, 11])
@@ -160,16 +179,19 @@ def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int
 def roll_inputs(aligned: Aligned) -> Aligned:
     """Each window's input replaced by the next window's (another song's, as a rule): the control of
     ``input_reliance`` and the negative of the contrast loss."""
+    features = None if aligned.input_features is None else aligned.input_features.roll(1, dims=0)
     return dataclasses.replace(aligned, input_codes=aligned.input_codes.roll(1, dims=0),
-                               input_pad_mask=aligned.input_pad_mask.roll(1, dims=0))
+                               input_pad_mask=aligned.input_pad_mask.roll(1, dims=0), input_features=features)
 
 
 def with_rolled_inputs(aligned: Aligned) -> Aligned:
     """The batch twice along the batch axis: as it is, then with ``roll_inputs`` (one forward pass
     serves the contrast loss, also under DDP)."""
     rolled = roll_inputs(aligned)
+    features = (None if aligned.input_features is None
+                else torch.cat([aligned.input_features, rolled.input_features]))
     return dataclasses.replace(
-        aligned, input_codes=torch.cat([aligned.input_codes, rolled.input_codes]),
+        aligned, input_codes=torch.cat([aligned.input_codes, rolled.input_codes]), input_features=features,
         input_pad_mask=torch.cat([aligned.input_pad_mask, rolled.input_pad_mask]),
         output_tokens=aligned.output_tokens.repeat(2, 1, 1), targets=aligned.targets.repeat(2, 1, 1),
         loss_mask=aligned.loss_mask.repeat(2, 1, 1))
@@ -230,19 +252,20 @@ def evaluate(model: Accompanist, windows: dict[str, torch.Tensor], k: int, offli
 
 
 def validation_windows(tokens: str | Path, window: int, n_q: int, n: int | None, policy: str = "paper",
-                       split: str = "validation") -> dict[str, torch.Tensor]:
+                       split: str = "validation", chroma: bool = False) -> dict[str, torch.Tensor]:
     """``n`` fixed windows spread evenly over a split (all of them when ``n`` is None)."""
-    return split_windows(tokens, window, n_q, n, policy, split)[0]
+    return split_windows(tokens, window, n_q, n, policy, split, chroma)[0]
 
 
 def split_windows(tokens: str | Path, window: int, n_q: int, n: int | None = None, policy: str = "paper",
-                  split: str = "validation") -> tuple[dict[str, torch.Tensor], list[dict]]:
+                  split: str = "validation", chroma: bool = False) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """``validation_windows`` and, for each window, where it comes from: its ``row`` of the split
     (``TokenWindows`` item), ``track`` and ``start`` frame. Windows of one track are not independent
-    samples; ``streamlib.compare.paired_difference`` groups them by track."""
+    samples; ``streamlib.compare.paired_difference`` groups them by track. ``chroma``: with the
+    windows' ``input_chroma`` (for models with the chroma input path)."""
     from streamlib.codec.tokenize import TokenWindows
 
-    ds = TokenWindows(tokens, split, window, n_q=n_q, policy=policy, seed=0)
+    ds = TokenWindows(tokens, split, window, n_q=n_q, policy=policy, seed=0, chroma=chroma)
     count = len(ds) if n is None else min(n, len(ds))
     idx = np.linspace(0, len(ds) - 1, num=count).round().astype(int)
     info = [{"row": int(i), "track": ds.track_name(int(i)), "start": ds.window_start(int(i)),
@@ -332,6 +355,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
     from streamlib.codec.tokenize import TokenWindows
 
     mcfg, tcfg = preset.model, preset.train
+    if run.input_chroma:
+        mcfg = dataclasses.replace(mcfg, input_chroma=True)
     window = tcfg.window_frames
     if run.offline and 2 * window > mcfg.max_frames:
         mcfg = dataclasses.replace(mcfg, max_frames=2 * window)  # input then output: 2T positions
@@ -388,8 +413,9 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             log(f"initialised from {run.init_from} ({start.card.get('steps')} steps{moved})")
     if command:
         commands.append(f"{command}  # sitting from step {step}")
-    ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed)
-    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy)
+    ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed,
+                      chroma=run.input_chroma)
+    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy, chroma=run.input_chroma)
     use_bf16 = tcfg.bf16 and bf16_supported(device)
 
     def save() -> None:
@@ -423,7 +449,7 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             idx = np.random.default_rng([run.seed, step]).integers(0, len(ds), size=tcfg.batch_size)
             batch = make_batch(ds, idx[rank * local : (rank + 1) * local], draw=step + 1)
             aligned = aligned_batch(batch, run.tf, run.offline, device)
-            aligned = corrupt_history(aligned, run.history_noise, model.codebook_size, run.seed, step)
+            aligned = corrupt_history(aligned, history_noise_at(run, step, total), model.codebook_size, run.seed, step)
             prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
             dropped = drop_inputs(tcfg.batch_size, run.input_dropout, run.seed, step, device)
             dropped = None if dropped is None else dropped[rank * local : (rank + 1) * local]
@@ -482,16 +508,21 @@ def save_val_fixture(windows: dict[str, torch.Tensor], path: str | Path) -> None
     """Store validation windows (int16 codes) so tests can re-score shipped models without the data set."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"input_chroma": windows["input_chroma"].numpy().astype(np.float16)} if "input_chroma" in windows else {}
     np.savez_compressed(path, input=windows["input"].numpy().astype(np.int16),
                         target=windows["target"].numpy().astype(np.int16),
-                        category=windows["category"].numpy().astype(np.int8))
+                        category=windows["category"].numpy().astype(np.int8), **extra)
 
 
 def load_val_fixture(path: str | Path) -> dict[str, torch.Tensor]:
+    """Windows stored by ``save_val_fixture`` (with ``input_chroma`` when they were stored with it)."""
     with np.load(path) as z:
-        return {"input": torch.from_numpy(z["input"].astype(np.int64)),
-                "target": torch.from_numpy(z["target"].astype(np.int64)),
-                "category": torch.from_numpy(z["category"].astype(np.int64))}
+        windows = {"input": torch.from_numpy(z["input"].astype(np.int64)),
+                   "target": torch.from_numpy(z["target"].astype(np.int64)),
+                   "category": torch.from_numpy(z["category"].astype(np.int64))}
+        if "input_chroma" in z.files:
+            windows["input_chroma"] = torch.from_numpy(z["input_chroma"].astype(np.float32))
+        return windows
 
 
 def card_fixture(card: dict) -> Path | None:
@@ -553,14 +584,14 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     acc = Accompanist(mcfg, tables, run.spec(window), offline=run.offline)
     acc.load_state_dict(state["model"])
     acc.eval()
-    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy)
+    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy, chroma=mcfg.input_chroma)
     val_loss = score_windows(acc, val, window)
     fx = None
     if fixture is not None:
         fixture = Path(fixture)
         if not fixture.exists():
             save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, mcfg.n_q, run.val_windows,
-                                                run.policy),
+                                                run.policy, chroma=mcfg.input_chroma),
                              fixture)
         fx = load_val_fixture(fixture)
     fx_loss = score_windows(acc, fx, window) if fx is not None else None
@@ -601,5 +632,5 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["card_fixture", "common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
+__all__ += ["history_noise_at", "card_fixture", "common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
             "swap_inputs", "window_losses"]

@@ -89,7 +89,7 @@ def test_gumbel_sampling_follows_the_softmax(tables):
     acc = make(tables, 0)
     dec = fast_decoder(acc, torch.float32)
     cache = dec.new_cache()
-    args = (codes(1, 3)[:, 0], torch.tensor(False), torch.tensor(True), codes(1, 4)[:, 0] + 19, torch.tensor(0),
+    args = (codes(1, 3)[:, 0], torch.zeros(12), torch.tensor(False), torch.tensor(True), codes(1, 4)[:, 0] + 19, torch.tensor(0),
             cache.keys, cache.values, cache.slot_pos)
     with torch.inference_mode():
         logits = dec.logits(*args)[0]
@@ -192,7 +192,8 @@ def test_bf16_weights_stay_close_to_fp32(tables):
         dec = fast_decoder(acc, dtype)
         cache = dec.new_cache()
         with torch.inference_mode():
-            outs.append(dec.logits(codes(1, 3)[:, 0], torch.tensor(False), torch.tensor(True), codes(1, 4)[:, 0] + 19,
+            outs.append(dec.logits(codes(1, 3)[:, 0], torch.zeros(12), torch.tensor(False), torch.tensor(True),
+                                   codes(1, 4)[:, 0] + 19,
                                    torch.tensor(0), cache.keys, cache.values, cache.slot_pos)[0])
     assert outs[1].dtype == torch.float32 and (outs[1] - outs[0]).abs().max() < 0.05 * outs[0].abs().max()
     gen = acc.generator(0, fast=True, compile=False, dtype=torch.bfloat16)

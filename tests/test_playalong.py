@@ -55,6 +55,10 @@ def test_silent_stems_and_unpitched_targets_are_left_out_of_harmony():
     value, low, high, n, note = out["harmonic_agreement"]
     assert n == 1 and "1 silent" in note
     assert out["beat_f1_song"][3] == 3
+    half = tone.copy()
+    half[len(half) // 2 :] = 0.0  # sounds in the first half only
+    active = MetricScorer(metrics=("active_share",), n_boot=50)([tone, np.zeros_like(tone), half], clips)["active_share"]
+    assert active[0] == pytest.approx((1.0 + 0.0 + 0.5) / 3, abs=0.02) and active[3] == 3  # a generator falling silent shows
     no_truth = [Clip(c.name, 0, SR, c.input_stems, c.target, c.frames, {"track": "x", "start_s": 0.0}) for c in clips]
     assert scorer([tone] * 3, no_truth) == {}  # nothing to score against: no metric, not a constant
 

@@ -17,7 +17,8 @@ from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model, load_val_fixture, lr_at,
+    Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model,
+    history_noise_at, load_val_fixture, lr_at,
     roll_inputs, score_windows, split_windows, total_training, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
@@ -262,8 +263,16 @@ def test_history_noise_replaces_only_codes_at_the_rate():
     assert torch.equal(again.output_tokens, noisy.output_tokens)  # drawn from (seed, step): resumable
     assert not torch.equal(corrupt_history(a, 0.3, SIZE, seed=1, step=6).output_tokens, noisy.output_tokens)
     assert corrupt_history(a, 0.0, SIZE, 1, 5) is a
+    every = corrupt_history(a, 1.0, SIZE, 1, 5)  # the curriculum's start: no true history code survives but by chance
+    assert (every.output_tokens != a.output_tokens)[codes].float().mean() > 1 - 2 / SIZE
     with pytest.raises(ConfigError):
-        corrupt_history(a, 1.0, SIZE, 1, 5)
+        corrupt_history(a, 1.5, SIZE, 1, 5)
+
+
+def test_history_noise_curriculum_falls_to_the_rate_at_half_the_steps():
+    run = Run("t", "o", history_noise=0.3, history_noise_from=1.0)
+    assert [round(history_noise_at(run, s, 1000), 3) for s in (0, 250, 500, 900)] == [1.0, 0.65, 0.3, 0.3]
+    assert history_noise_at(Run("t", "o", history_noise=0.3), 0, 1000) == 0.3  # no curriculum: constant
 
 
 def test_contrast_loss_is_the_hinge_of_own_against_rolled_input(codec):
@@ -333,7 +342,8 @@ def test_levers_train_and_resume_exactly(tmp_path, codec):
         train(dataclasses.replace(part, history_noise=0.1), PRESET, codec=codec, device="cpu", progress=False)
 
 
-@pytest.mark.parametrize("bad", [dict(history_noise=1.0), dict(history_noise=-0.1), dict(contrast_weight=-1.0),
+@pytest.mark.parametrize("bad", [dict(history_noise=1.0), dict(history_noise=-0.1), dict(history_noise_from=1.2),
+                                 dict(contrast_weight=-1.0),
                                  dict(contrast_margin=-0.5), dict(input_dropout=1.0), dict(input_dropout=-0.2)])
 def test_bad_levers_are_refused(tmp_path, codec, bad):
     with pytest.raises(ConfigError):

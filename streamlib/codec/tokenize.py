@@ -14,6 +14,9 @@ Chapter 3 ("Causal codec tokenisation") builds it; chapter 7 (training) reads it
         mix_active   bool  [M, T]
         mix_policy   int8  [M]         0 = paper (N_in ~ U{1..N-1} other stems, summed),
                                        1 = public code (all other stems, mean-mixed)
+        mix_chroma   f16   [M, 12, T]  causal chroma of each mixture (``streamlib.input_chroma``), the
+                                       optional second input path; a cache made before it gets it by
+                                       re-running the same command (nothing is re-encoded)
 
 Mixtures are drawn per target stem (a stem of a target category, in a track with at least two
 stems): ``paper_mixes`` with the paper's policy and one with every other stem; the draw for a track
@@ -104,15 +107,11 @@ def tokenize_track(codec, track: Path, seed: int, paper_mixes: int = 2) -> dict[
     # paper mixes sum their stems, public ones average them (as streamlib.data.sampling mixes them);
     # identical (members, policy) rows are encoded once
     policy = np.asarray([r[2] for r in rows], dtype=np.int8)
-    weights = members.astype(np.float32)
-    public = policy == POLICIES["public"]
-    weights[public] /= np.maximum(weights[public].sum(axis=1, keepdims=True), 1)
-    unique, inverse = np.unique(weights, axis=0, return_inverse=True) if rows else (weights, np.zeros(0, int))
+    unique, inverse = unique_mixes(members, policy)
     mix_audio = (unique @ stems) if rows else np.zeros((0, stems.shape[1]), np.float32)
     mix_codes_u = encode_signals(codec, mix_audio)
     mix_active_u = (np.stack([_frames_mask(active_frames(m, codec.sample_rate), frames) for m in mix_audio])
                     if rows else np.zeros((0, frames), dtype=bool))
-    inverse = np.asarray(inverse).reshape(-1)
     return {
         "stems": stem_codes,
         "categories": cats,
@@ -122,8 +121,49 @@ def tokenize_track(codec, track: Path, seed: int, paper_mixes: int = 2) -> dict[
         "mix_target": np.asarray([r[1] for r in rows], dtype=np.int16),
         "mix_active": mix_active_u[inverse] if rows else np.zeros((0, frames), dtype=bool),
         "mix_policy": policy,
+        "mix_chroma": mixes_chroma(mix_audio, codec.sample_rate, frames)[inverse],
         "stem_names": np.asarray(names),
     }
+
+
+def unique_mixes(members: np.ndarray, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mixing weights ``[U, S]`` of the distinct mixtures and each row's index into them: paper mixes sum
+    their stems, public ones average them (as ``streamlib.data.sampling`` mixes them); identical
+    (members, policy) rows are mixed and encoded once."""
+    weights = members.astype(np.float32)
+    public = policy == POLICIES["public"]
+    weights[public] /= np.maximum(weights[public].sum(axis=1, keepdims=True), 1)
+    if not len(weights):
+        return weights, np.zeros(0, int)
+    unique, inverse = np.unique(weights, axis=0, return_inverse=True)
+    return unique, np.asarray(inverse).reshape(-1)
+
+
+def mixes_chroma(mix_audio: np.ndarray, sample_rate: int, frames: int) -> np.ndarray:
+    """``float16 [M, 12, frames]``: the causal chroma (``streamlib.input_chroma``) of each mixture."""
+    from streamlib.input_chroma import CHROMA_BINS, causal_chroma
+
+    out = np.zeros((len(mix_audio), CHROMA_BINS, frames), np.float16)
+    for i, m in enumerate(mix_audio):
+        c = causal_chroma(m, sample_rate)[:, :frames]
+        out[i, :, : c.shape[1]] = c
+    return out
+
+
+def add_chroma(track: Path, path: Path, sample_rate: int) -> None:
+    """Give an existing cache file its ``mix_chroma`` (the stems are re-read and re-mixed, not re-encoded)."""
+    _, stems, _ = read_stems(track, sample_rate)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    unique, inverse = unique_mixes(arrays["mix_members"], arrays["mix_policy"])
+    frames = arrays["stems"].shape[-1]
+    arrays["mix_chroma"] = mixes_chroma(unique @ stems, sample_rate, frames)[inverse]
+    _save_npz(path, arrays)
+
+
+def has_chroma(path: Path) -> bool:
+    with np.load(path) as z:
+        return "mix_chroma" in z.files
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -144,7 +184,10 @@ def _init_worker(codec_path: str | None, threads: int) -> None:
 
 def _work(job: tuple[str, str, int, int]) -> str:
     track, path, seed, paper_mixes = job
-    _save_npz(Path(path), tokenize_track(_WORKER["codec"], Path(track), seed, paper_mixes))
+    if Path(path).exists():  # made before the chroma: add it
+        add_chroma(Path(track), Path(path), _WORKER["codec"].sample_rate)
+    else:
+        _save_npz(Path(path), tokenize_track(_WORKER["codec"], Path(track), seed, paper_mixes))
     return path
 
 
@@ -173,6 +216,7 @@ def tokenize_dataset(dataset: str | Path, out: str | Path, codec=None, *, seed: 
                          "paper": "N_in ~ U{1..N-1} other stems, summed", "public": "all other stems, averaged",
                          "policy_codes": POLICIES, "targets": "stems of TARGET_CATEGORIES in tracks with >= 2 stems"},
         "dataset": str(dataset),
+        "mix_chroma": "causal chroma of each mixture (streamlib.input_chroma)",
     }
     old = out / "meta.json"
     if old.exists():
@@ -192,13 +236,16 @@ def tokenize_dataset(dataset: str | Path, out: str | Path, codec=None, *, seed: 
     for track in tracks:
         path = out / track.parent.name / f"{track.name}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
+        if not path.exists() or not has_chroma(path):
             jobs.append((str(track), str(path), seed, paper_mixes))
     bar = tqdm(total=len(tracks), initial=len(tracks) - len(jobs), desc="tokenize", unit="track",
                disable=not progress)
     if workers <= 1:
         for track, path, _, _ in jobs:
-            _save_npz(Path(path), tokenize_track(codec, Path(track), seed, paper_mixes))
+            if Path(path).exists():  # made before the chroma: add it
+                add_chroma(Path(track), Path(path), codec.sample_rate)
+            else:
+                _save_npz(Path(path), tokenize_track(codec, Path(track), seed, paper_mixes))
             bar.update(1)
     else:
         import multiprocessing as mp
@@ -222,16 +269,18 @@ class TokenWindows(Dataset):
     start drawn from ``default_rng([seed, i])`` until the input mixture and the target overlap in
     enough non-silent frames (``windows_overlap_ok``; at most ``tries`` draws, else the best one).
     Tracks shorter than the window are skipped. Codes are raw (0..codebook_size-1), ``n_q`` levels.
+    ``chroma=True``: items also hold ``input_chroma`` (float ``[12, window]``, the cache's ``mix_chroma``).
     """
 
     def __init__(self, root: str | Path, split: str, window_frames: int, n_q: int = 4, policy: str = "paper",
-                 seed: int = 0, tries: int = 20):
+                 seed: int = 0, tries: int = 20, chroma: bool = False):
         if policy not in ("paper", "public", "both"):
             raise ValueError(f"policy must be 'paper', 'public' or 'both', got {policy!r}")
         files = sorted((Path(root) / split).glob("Track*.npz"))
         if not files:
             raise FileNotFoundError(f"no token files under {Path(root) / split} (run python -m streamlib tokenize)")
         self.window, self.n_q, self.seed, self.tries = int(window_frames), int(n_q), int(seed), int(tries)
+        self.chroma = bool(chroma)
         self.tracks: list[dict[str, np.ndarray]] = []
         self.names: list[str] = []  # track file stems, parallel to ``tracks``
         self.rows: list[tuple[int, int]] = []
@@ -244,6 +293,11 @@ class TokenWindows(Dataset):
                 d = {k: z[k] for k in ("categories", "active", "mix_target", "mix_active", "mix_policy")}
                 d["stems"] = np.ascontiguousarray(z["stems"][:, : self.n_q])
                 d["mix_codes"] = np.ascontiguousarray(z["mix_codes"][:, : self.n_q])
+                if self.chroma:
+                    if "mix_chroma" not in z.files:
+                        raise ValueError(f"{f} has no mix_chroma: re-run python -m streamlib tokenize with the "
+                                         "same --dataset and --out to add it")
+                    d["mix_chroma"] = z["mix_chroma"]
             for m in range(len(d["mix_target"])):
                 if policy == "both" or d["mix_policy"][m] == POLICIES[policy]:
                     self.rows.append((len(self.tracks), m))
@@ -292,11 +346,14 @@ class TokenWindows(Dataset):
         d = self.tracks[t]
         s = self.window_start(i, draw)
         tgt = int(d["mix_target"][m])
-        return {
+        item = {
             "input": torch.from_numpy(d["mix_codes"][m, :, s : s + self.window].astype(np.int64)),
             "target": torch.from_numpy(d["stems"][tgt, :, s : s + self.window].astype(np.int64)),
             "category": int(d["categories"][tgt]),
         }
+        if self.chroma:
+            item["input_chroma"] = torch.from_numpy(d["mix_chroma"][m, :, s : s + self.window].astype(np.float32))
+        return item
 
 
 def book_tokens(quick: bool | None = None, progress: bool = True) -> Path:

@@ -42,7 +42,7 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _windows(args, window: int, n_q: int, card: dict):
+def _windows(args, window: int, n_q: int, card: dict, chroma: bool = False):
     """(windows, per-window info or None) from ``--tokens``, ``--fixture`` or the fixture ``card`` names;
     a token cache of another codec than the card's is refused."""
     import json
@@ -61,7 +61,7 @@ def _windows(args, window: int, n_q: int, card: dict):
         if made_by not in (None, card["codec_sha256"]):
             raise ConfigError(f"the token cache {args.tokens} holds codec {made_by}'s tokens, the models were "
                               f"trained on codec {card['codec_sha256']}'s")
-        return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split)
+        return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split, chroma=chroma)
     fixture = Path(args.fixture) if args.fixture else card_fixture(card)
     if fixture is None:
         raise ConfigError("the models' cards name no validation windows (pass --fixture or --tokens)")
@@ -102,7 +102,8 @@ def _run(args) -> int:
         raise ConfigError(f"the models were trained on different codecs ({', '.join(codecs)}); compare models of one")
     first = next(iter(models.values()))
     window = args.window or get_preset("book").train.window_frames
-    windows, info = _windows(args, window, first.cfg.n_q, first.card)
+    windows, info = _windows(args, window, first.cfg.n_q, first.card,
+                             chroma=any(m.cfg.input_chroma for m in models.values()))
     rows = compare_models(models, windows, window)
     widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in COLUMNS]
     print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
@@ -176,7 +177,8 @@ def _play_along(args, models: dict) -> None:
             for label, acc in models.items():
                 name = label + (f" (guidance {g:g})" if g != 1 else "") + (f" (temperature {temp:g})" if temp != 1 else "")
                 systems[name], sampling[name] = acc, {"guidance": g, "temperature": temp}
-    rows = play_along(systems, clips, codec, MetricScorer(metrics=PLAY_ALONG_METRICS), seed=args.seed, sampling=sampling)
+    scorer = MetricScorer(metrics=PLAY_ALONG_METRICS + ("active_share",))  # + a diagnostic: does it fall silent?
+    rows = play_along(systems, clips, codec, scorer, seed=args.seed, sampling=sampling)
     for r in rows:
         print(f"{r['system']:<48} {r['metric']:<20} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n']}")
     for v in verdict(rows):

@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
               save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
               history_noise=args.history_noise, contrast_weight=args.contrast_weight, input_dropout=args.input_dropout,
-              contrast_margin=args.contrast_margin)
+              contrast_margin=args.contrast_margin, input_chroma=args.input_chroma,
+              history_noise_from=args.history_noise_from)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
     if args.codec:
@@ -92,6 +93,9 @@ def register(sub) -> None:
     levers = p.add_argument_group("listening levers (docs/listening_experiments.md; 0 = the paper's recipe)")
     levers.add_argument("--history-noise", type=number(float, minimum=0.0), default=0.0,
                         help="share of teacher-forced output codes replaced by random codes, in [0, 1)")
+    levers.add_argument("--history-noise-from", type=number(float, minimum=0.0), default=None,
+                        help="a curriculum: the history-noise share starts here (1 = no usable history) and falls "
+                             "linearly to --history-noise at half the steps")
     levers.add_argument("--contrast-weight", type=number(float, minimum=0.0), default=0.0,
                         help="weight of a margin loss preferring the true input over another window's")
     levers.add_argument("--contrast-margin", type=number(float, minimum=0.0), default=0.1,
@@ -99,6 +103,9 @@ def register(sub) -> None:
     levers.add_argument("--input-dropout", type=number(float, minimum=0.0), default=0.0,
                         help="share of windows trained without their input, in [0, 1): enables classifier-free "
                              "guidance at sampling (compare --play-along --guidance)")
+    levers.add_argument("--input-chroma", action="store_true",
+                        help="a second input path: the input's causal chroma next to its codec codes (beyond the "
+                             "paper; the token cache needs mix_chroma: re-run tokenize to add it)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")

@@ -11,7 +11,10 @@ Called as ``scorer(generated, clips, seed=0)`` (``streamlib.sweep.score``) with 
   energy on the tones of the song's current chord, over clips whose song knows its chords and whose
   target is pitched (a silent stem has no chroma and is left out; the note counts them);
 - ``beat_f1_song``: madmom beats of the stem vs the song's true beats (not the input mix's tracked ones),
-  over clips whose song knows its beats.
+  over clips whose song knows its beats;
+- ``active_share``: the share of the clip's frames in which the stem sounds (A-weighted level above
+  -60 dB, the silence rule of chapter 2): a diagnostic, not a quality, that shows a generator falling
+  silent (the true stems of the sampled clips sound in at least half of theirs).
 
 The last two need ``clip.info`` from ``streamlib.sweep.song_truth`` and are skipped when no clip has it.
 
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
 
 MetricResult = tuple[float, float, float, int, str]
 METRICS = ("beat_f1", "coherence", "coherence_harmonic", "coherence_percussive", "fad", "harmonic_agreement",
-           "beat_f1_song")
+           "beat_f1_song", "active_share")
 PLAY_ALONG = ("harmonic_agreement", "beat_f1_song")  # the metrics that need the song's chords and beats
 
 
@@ -113,6 +116,10 @@ class MetricScorer:
                         harmonic_agreement(stem, clip.info["chords"], sr, float(clip.info["start_s"])))
                 except ValueError:  # no chroma energy: a silent stem plays no chord
                     silent += 1
+            if "active_share" in wanted:
+                from streamlib.data.sampling import active_frames
+
+                per_clip["active_share"].append(float(np.mean(active_frames(stem, sr))) if len(stem) else 0.0)
             if coherent:
                 c = coherence(mix, stem, sr, model)
                 per_clip["coherence"].append(c["coherence"])
@@ -133,6 +140,8 @@ class MetricScorer:
             "coherence_percussive": coh_note.replace("model", "model, harmonic channel zeroed", 1),
             "beat_f1_song": "madmom RNN+DBN beats of the stem vs the song's true beats, F-measure +-70 ms; "
                             "mean over clips whose song knows its beats, bootstrap 95 % CI over songs",
+            "active_share": "share of frames above -60 dB (A-weighted, chapter 2's silence rule); mean over clips, "
+                            "bootstrap 95 % CI over songs",
             "harmonic_agreement": "share of chroma energy (55 Hz-2 kHz) on the current chord's tones; mean over "
                                   "clips with a pitched target and known chords, bootstrap 95 % CI over songs"
                                   + (f"; {silent} silent stem(s) left out" if silent else ""),

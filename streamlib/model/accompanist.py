@@ -8,6 +8,9 @@ Embedding at sequence position j (``streamlib.tokens.visibility`` says which fra
     e_y   = sum_q E_q[y_q]                       learned embeddings of the delayed output tokens
     h_j   = LN(W LN(e_x)) + g ⊙ LN(e_y)          Eq. (3), g in R^d initialised to zero
 
+With ``ModelConfig.input_chroma`` (beyond the paper; chapter 7, "Does the model listen?") the input
+term also reads the frame's causal chroma c_j (``streamlib.input_chroma``): ``LN(W LN(e_x) + W_c c_j)``.
+
 A PAD input position uses a learned vector in place of ``W LN(e_x)``; a position whose input has not
 arrived yet (inside a k > 1 chunk) carries the output term only. Four linear heads (one matrix)
 predict the next delayed step's codes, one level each.
@@ -57,6 +60,10 @@ class Accompanist(nn.Module):
         self.in_proj = nn.Linear(latent, d)
         self.in_out_norm = nn.LayerNorm(d)
         self.input_pad = nn.Parameter(torch.randn(d) * 0.02)
+        if cfg.input_chroma:
+            from streamlib.input_chroma import CHROMA_BINS
+
+            self.chroma_proj = nn.Linear(CHROMA_BINS, d)
         self.out_embed = nn.ModuleList(nn.Embedding(vocab_size(self.codebook_size), d) for _ in range(cfg.n_q))
         self.out_norm = nn.LayerNorm(d)
         self.gate = nn.Parameter(torch.zeros(d))  # g in R^d, elementwise (Eq. 3)
@@ -67,14 +74,20 @@ class Accompanist(nn.Module):
 
     # ------------------------------------------------------------------ embedding and forward
     def embed(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
-              input_keep: Tensor | None = None) -> Tensor:
+              input_keep: Tensor | None = None, input_features: Tensor | None = None) -> Tensor:
         """Fused embedding ``[B, L, d]`` (Eq. 3) of aligned streams (see ``streamlib.tokens.visibility``).
 
         ``input_keep`` (bool, broadcast to ``[B, L]``) False: that position carries no input term.
+        ``input_features`` ``[B, 12, L]``: the input's chroma, required by (and only read by) a model
+        with ``cfg.input_chroma``.
         """
         n_q = self.cfg.n_q
         e_x = sum(self.input_tables[q][input_codes[:, q]] for q in range(n_q))
         h = self.in_proj(self.in_norm(e_x))
+        if self.cfg.input_chroma:
+            if input_features is None:
+                raise ConfigError("this accompanist reads the input's chroma (cfg.input_chroma): pass input_features")
+            h = h + self.chroma_proj(input_features.transpose(1, 2).to(h.dtype))
         h = torch.where(input_pad[..., None], self.input_pad.to(h.dtype), h)
         h = self.in_out_norm(h)
         if input_keep is not None:
@@ -88,8 +101,9 @@ class Accompanist(nn.Module):
         return self.heads(hidden).view(b, n, self.cfg.n_q, self.codebook_size).transpose(1, 2)
 
     def forward(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
-                input_keep: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
-        x = self.embed(input_codes, input_pad, output_tokens, input_keep)
+                input_keep: Tensor | None = None, cache: KVCache | None = None,
+                input_features: Tensor | None = None) -> Tensor:
+        x = self.embed(input_codes, input_pad, output_tokens, input_keep, input_features)
         return self.logits(self.backbone(x, cache))
 
     def loss(self, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
@@ -132,7 +146,9 @@ def masked_loss(net: nn.Module, aligned: Aligned, loss_mask: Tensor | None = Non
     n = aligned.length if length is None else int(length)
     mask = (aligned.loss_mask if loss_mask is None else loss_mask)[..., :n]
     keep = None if input_keep is None else input_keep[..., :n]
-    logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n], aligned.output_tokens[..., :n], keep)
+    features = None if aligned.input_features is None else aligned.input_features[..., :n]
+    logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n], aligned.output_tokens[..., :n], keep,
+                 input_features=features)
     return token_loss(logits, aligned.targets[..., :n], mask, per_window)
 
 
@@ -145,6 +161,22 @@ def token_loss(logits: Tensor, targets: Tensor, mask: Tensor, per_window: bool =
     if per_window:
         return (ce * mask).sum(1), mask.sum(1)
     return (ce * mask).sum(), mask.sum()
+
+
+def check_chroma(held: Tensor | None, chroma, n: int, device) -> Tensor | None:
+    """``held`` with ``chroma`` ``[12, n]`` appended (a generator's input chroma), or None for a model
+    without the chroma path; raises ``ValueError`` when it is missing, extra or misshapen."""
+    if held is None:
+        if chroma is not None:
+            raise ValueError("this accompanist does not read chroma (cfg.input_chroma is off): feed codes only")
+        return None
+    if chroma is None:
+        raise ValueError("this accompanist reads the input's chroma: feed_input(codes, chroma) with "
+                         "streamlib.input_chroma.causal_chroma of the same audio")
+    chroma = torch.as_tensor(chroma, dtype=torch.float32, device=device)
+    if tuple(chroma.shape) != (12, n):
+        raise ValueError(f"input chroma must be [12, {n}] (one column per input frame), got {tuple(chroma.shape)}")
+    return torch.cat([held, chroma], dim=1)
 
 
 def check_sampling(temperature: float, top_k: int) -> None:
@@ -170,7 +202,8 @@ def override_tokens(token: Tensor, step: int, bos: int, forced: Tensor) -> Tenso
 class Generator:
     """Incremental decoding with a KV cache, driven by the streaming engine (chapter 8).
 
-    ``feed_input(codes [n_q, n])`` appends input frames as they arrive; ``feed_output(codes)``
+    ``feed_input(codes [n_q, n], chroma=None)`` appends input frames as they arrive (with their causal
+    chroma ``[12, n]`` for a model with ``cfg.input_chroma``); ``feed_output(codes)``
     teacher-forces output frames (a prompt warm start); ``generate(k)`` returns the next ``k``
     output frames ``[n_q, k]``, complete at every level.
 
@@ -198,6 +231,7 @@ class Generator:
         self.device = acc.input_tables.device
         self.bos = instrument_token(int(category))
         self.inputs = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
+        self.chroma = torch.zeros(12, 0, device=self.device) if acc.cfg.input_chroma else None
         self.forced = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
         self.steps = torch.full((self.n_q, 1), self.bos, dtype=torch.long, device=self.device)
         self.cache = acc.backbone.new_cache()
@@ -211,9 +245,10 @@ class Generator:
     def n_input(self) -> int:
         return int(self.inputs.shape[1])
 
-    def feed_input(self, codes: Tensor) -> None:
+    def feed_input(self, codes: Tensor, chroma: Tensor | None = None) -> None:
         if codes.dim() != 2 or codes.shape[0] < self.n_q:
             raise ValueError(f"input codes must be [>= {self.n_q}, n], got {tuple(codes.shape)}")
+        self.chroma = check_chroma(self.chroma, chroma, codes.shape[1], self.device)
         self.inputs = torch.cat([self.inputs, codes[: self.n_q].to(self.device, torch.long)], dim=1)
 
     def feed_output(self, codes: Tensor) -> None:
@@ -238,8 +273,12 @@ class Generator:
         pad = (frame < 0) | ((frame >= self.n_input) if self.pad_after_input else torch.zeros_like(arrived))
         keep = arrived | pad
         codes = torch.zeros(self.n_q, len(pos), dtype=torch.long, device=self.device)
+        features = None if self.chroma is None else torch.zeros(12, len(pos), device=self.device)
         if arrived.any():
             codes[:, arrived] = self.inputs[:, frame[arrived]]
+            if features is not None:
+                features[:, arrived] = self.chroma[:, frame[arrived]]
+        features = None if features is None else features[None]
         step = pos - out_off
         tokens = torch.full((self.n_q, len(pos)), PAD, dtype=torch.long, device=self.device)
         has = step >= 0
@@ -247,10 +286,12 @@ class Generator:
         missing = (~keep).nonzero()
         if len(missing) and self.first_missing is None:
             self.first_missing = start + int(missing[0])
-        logits = self.acc(codes[None], pad[None], tokens[None], keep[None], cache=self.cache)[0, :, -1].float()
+        logits = self.acc(codes[None], pad[None], tokens[None], keep[None], cache=self.cache,
+                          input_features=features)[0, :, -1].float()
         if self.free_cache is None:
             return logits  # [n_q, size]
-        free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache)
+        free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache,
+                        input_features=features)
         free = F.log_softmax(free[0, :, -1].float(), dim=-1)
         return free + self.guidance * (F.log_softmax(logits, dim=-1) - free)
 
@@ -323,5 +364,5 @@ def latency_steps(acc: Accompanist) -> int:
     return added_latency_frames(acc.cfg.n_q)
 
 
-__all__ = ["Accompanist", "Generator", "check_sampling", "latency_steps", "load_accompanist", "masked_loss",
+__all__ = ["Accompanist", "Generator", "check_chroma", "check_sampling", "latency_steps", "load_accompanist", "masked_loss",
            "override_tokens", "save_accompanist", "token_loss"]

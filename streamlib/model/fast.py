@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamlib.model.accompanist import Accompanist, check_sampling, override_tokens
+from streamlib.model.accompanist import Accompanist, check_chroma, check_sampling, override_tokens
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token
 from streamlib.tokens.visibility import input_offset, output_offset
 
@@ -87,6 +87,7 @@ class FastDecoder(nn.Module):
         self.register_buffer("out_table", keep(torch.cat([e.weight for e in acc.out_embed])))
         self.register_buffer("out_offsets", torch.arange(self.n_q) * vocab)
         self.in_norm, self.in_proj = acc.in_norm, acc.in_proj
+        self.chroma_proj = acc.chroma_proj if cfg.input_chroma else None  # the chroma input path (fixed per model)
         self.in_out_norm, self.out_norm = acc.in_out_norm, acc.out_norm
         self.register_buffer("input_pad", keep(acc.input_pad))
         self.register_buffer("gate", keep(acc.gate))
@@ -107,17 +108,20 @@ class FastDecoder(nn.Module):
         return StaticCache(self.n_layers, self.n_kv, self.head_dim, self.window, self.dtype,
                            self.in_table.device)
 
-    def logits(self, in_codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
+    def logits(self, in_codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
                keys: Tensor, values: Tensor, slot_pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One position: its code logits ``[n_q, size]`` (fp32) and its keys and values
         ``[layers, kv heads, head dim]`` for the cache (the caller stores them: the graph stays pure).
 
-        ``in_codes`` / ``tokens``: ``[n_q]`` input codes and output tokens; ``pad`` / ``keep``: 0-d flags
+        ``in_codes`` / ``tokens``: ``[n_q]`` input codes and output tokens; ``chroma``: ``[12]`` the input
+        frame's chroma (read only by a model with ``cfg.input_chroma``); ``pad`` / ``keep``: 0-d flags
         (``Accompanist.embed``); ``pos``: its position; it attends to itself and to the slots holding a
         position below it (``slot_pos``: the position in each slot, -1 for none).
         """
         e_x = self.in_table[in_codes + self.in_offsets].sum(0)
         h = _linear(self.in_proj, self.in_norm(e_x))
+        if self.chroma_proj is not None:
+            h = h + _linear(self.chroma_proj, chroma.to(h.dtype))
         h = torch.where(pad, self.input_pad, h)
         h = self.in_out_norm(h) * keep.to(h.dtype)
         e_y = self.out_table[tokens + self.out_offsets].sum(0)
@@ -146,13 +150,13 @@ class FastDecoder(nn.Module):
         logits = _linear(self.heads, self.norm(x)).view(self.n_q, self.size).float()
         return logits, torch.stack(new_keys), torch.stack(new_values)
 
-    def forward(self, in_codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
+    def forward(self, in_codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
                 keys: Tensor, values: Tensor, slot_pos: Tensor, inv_temperature: Tensor,
                 noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``logits``, then top-k sampling: the sampled next-step codes ``[n_q]`` (top ``noise.shape[-1]``
         at ``1 / inv_temperature``) and the keys and values. ``noise``: uniform ``[n_q, top_k]``, made
         Gumbel noise here (Gumbel-max: argmax of logits + Gumbel noise samples the softmax)."""
-        logits, k, v = self.logits(in_codes, pad, keep, tokens, pos, keys, values, slot_pos)
+        logits, k, v = self.logits(in_codes, chroma, pad, keep, tokens, pos, keys, values, slot_pos)
         top, idx = (logits * inv_temperature).topk(noise.shape[-1], dim=-1)
         choice = (top - torch.log(-torch.log(noise))).argmax(-1, keepdim=True)
         return idx.gather(-1, choice)[:, 0], k, v
@@ -285,6 +289,8 @@ class FastGenerator:
         self.tf = None if acc.offline else acc.spec.tf
         self.pad_after_input = acc.offline
         self.inputs = torch.zeros(1024, self.n_q, dtype=torch.long, device=self.device)  # row = input frame
+        self.reads_chroma = bool(acc.cfg.input_chroma)
+        self.chroma = torch.zeros(1024, 12, device=self.device)  # row = input frame (zeros: no chroma path)
         self.n_input = 0
         self.steps = torch.full((1024, self.n_q), PAD, dtype=torch.long, device=self.device)  # row = step
         self.steps[0] = self.bos
@@ -294,6 +300,7 @@ class FastGenerator:
         self.first_missing: int | None = None
         self.cache = self.decoder.new_cache()
         self.zero_row = torch.zeros(self.n_q, dtype=torch.long, device=self.device)
+        self.zero_chroma = torch.zeros(12, device=self.device)
         self.pad_row = torch.full((self.n_q,), PAD, dtype=torch.long, device=self.device)
         # separate tensors for the two flags: passing one tensor as both would be another graph (aliasing)
         self.pad_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
@@ -307,12 +314,16 @@ class FastGenerator:
 
     # -------------------------------------------------------------- the Generator API
     @torch.inference_mode()
-    def feed_input(self, codes: Tensor) -> None:
+    def feed_input(self, codes: Tensor, chroma: Tensor | None = None) -> None:
         if codes.dim() != 2 or codes.shape[0] < self.n_q:
             raise ValueError(f"input codes must be [>= {self.n_q}, n], got {tuple(codes.shape)}")
         n = codes.shape[1]
+        held = check_chroma(torch.zeros(12, 0, device=self.device) if self.reads_chroma else None, chroma, n, self.device)
         self.inputs = _room(self.inputs, self.n_input + n)
         self.inputs[self.n_input : self.n_input + n] = codes[: self.n_q].T
+        if held is not None:
+            self.chroma = _room(self.chroma, self.n_input + n)
+            self.chroma[self.n_input : self.n_input + n] = held.T
         self.n_input += n
 
     @torch.inference_mode()
@@ -368,8 +379,8 @@ class FastGenerator:
             self.notify("compiling the fast decode step (once per model and process; --no-compile skips it)")
         with compile_settings():
             for position in range(3):  # compile, then two calls that must not recompile
-                self._call(self.inputs[0], self.pad_flags[position == 0], self.keep_flags[True], self.pad_row,
-                           position, self.cache)
+                self._call(self.inputs[0], self.chroma[0], self.pad_flags[position == 0], self.keep_flags[True],
+                           self.pad_row, position, self.cache)
         if self.compiled:
             _READY.add(self.decoder)
         self.cache.slot_pos.fill_(-1)  # forget the warm-up positions
@@ -388,8 +399,9 @@ class FastGenerator:
         times it alone): its input frame and output tokens as they stand; its sampled codes ``[n_q]``."""
         in_off, out_off = self._offsets()
         frame = position - in_off
+        chroma = self.zero_chroma
         if 0 <= frame < self.n_input:
-            codes, pad, keep = self.inputs[frame], False, True
+            codes, chroma, pad, keep = self.inputs[frame], self.chroma[frame], False, True
         elif frame < 0 or self.pad_after_input:
             codes, pad, keep = self.zero_row, True, True
         else:  # its input has not arrived (a k > 1 chunk): re-fed once it has
@@ -398,19 +410,19 @@ class FastGenerator:
                 self.first_missing = position
         step = position - out_off
         tokens = self.steps[step] if step >= 0 else self.pad_row
-        out = self._call(codes, self.pad_flags[pad], self.keep_flags[keep], tokens, position, self.cache)
+        out = self._call(codes, chroma, self.pad_flags[pad], self.keep_flags[keep], tokens, position, self.cache)
         self.cache.next_position = position + 1
         self.cache.dropped = max(self.cache.dropped, position + 1 - self.cache.window)
         return out
 
-    def _call(self, codes: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, position: int,
+    def _call(self, codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, position: int,
               cache: StaticCache) -> Tensor:
         if self.noise_used == NOISE_BLOCK:
             self.noise = torch.rand(NOISE_BLOCK, self.n_q, self.top_k, device=self.device)
             self.noise_used = 0
         noise = self.noise[self.noise_used]
         self.noise_used += 1
-        args = (codes, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values,
+        args = (codes, chroma, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values,
                 cache.slot_pos, self.inv_temperature, noise)
         out, k, v = self.step(*args)
         slot = position % cache.slot_pos.shape[0]

@@ -109,6 +109,8 @@ class Aligned:
     target_frames   Long ``[Q, L]`` output frame of each target (-1 where there is none); lets a
                     prefix decoder keep the loss on a chunk of frames only
     tf              the future visibility, frames
+    input_features  Float ``[B, F, L]`` per-frame features of the input (its causal chroma,
+                    ``streamlib.input_chroma``), placed like ``input_codes`` (0 where padded), or None
     """
 
     input_codes: torch.Tensor
@@ -118,6 +120,7 @@ class Aligned:
     loss_mask: torch.Tensor
     target_frames: torch.Tensor
     tf: int
+    input_features: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -139,12 +142,14 @@ def align(
     category: int | torch.Tensor,
     tf: int,
     length: int | None = None,
+    input_features: torch.Tensor | None = None,
 ) -> Aligned:
     """Build the aligned training streams for future visibility ``tf`` (frames, any sign).
 
     ``input_codes`` ``[B, Q_in, T]`` and ``output_codes`` ``[B, Q, T]`` are raw codes of one window;
     ``category`` an int or Long ``[B]``; ``length`` defaults to T (positions beyond the input are
-    PAD-masked, e.g. for the offline prefix layout).
+    PAD-masked, e.g. for the offline prefix layout); ``input_features`` ``[B, F, T]`` (float), if given,
+    are placed like the input codes.
     """
     for name, x in (("input_codes", input_codes), ("output_codes", output_codes)):
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.is_floating_point() or x.dtype == torch.bool:
@@ -156,6 +161,10 @@ def align(
         )
     if t < 1:
         raise AlignmentError("windows need at least one frame")
+    if input_features is not None and (input_features.dim() != 3 or input_features.shape[0] != b
+                                       or input_features.shape[2] != t or not input_features.is_floating_point()):
+        raise AlignmentError(f"input_features must be a float tensor [{b}, F, {t}], got "
+                             f"{tuple(input_features.shape)} {input_features.dtype}")
     if isinstance(tf, bool) or not isinstance(tf, int):
         raise AlignmentError(f"tf must be an integer number of frames, got {tf!r}")
     length = t if length is None else int(length)
@@ -187,10 +196,12 @@ def align(
         loss_mask=is_code_token(targets),
         target_frames=target_frames.to(output_codes.device),
         tf=tf,
+        input_features=None if input_features is None else _shift(input_features.float(), in_off, length, 0.0),
     )
 
 
-def align_offline_prefix(input_codes: torch.Tensor, output_codes: torch.Tensor, category: int | torch.Tensor) -> Aligned:
+def align_offline_prefix(input_codes: torch.Tensor, output_codes: torch.Tensor, category: int | torch.Tensor,
+                         input_features: torch.Tensor | None = None) -> Aligned:
     """The offline prefix-decoder layout (paper 4.3): the whole input, then the outputs.
 
     Positions 0..T-1 carry input frames (with PAD output tokens), positions T.. carry the delayed
@@ -198,7 +209,7 @@ def align_offline_prefix(input_codes: torch.Tensor, output_codes: torch.Tensor, 
     tf = T + 1, so every output frame sees all T input frames.
     """
     t = input_codes.shape[-1]
-    return align(input_codes, output_codes, category, tf=t + 1, length=2 * t)
+    return align(input_codes, output_codes, category, tf=t + 1, length=2 * t, input_features=input_features)
 
 
 def chunk_masks(aligned: Aligned, prefix: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
