@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from streamlib.sweep import Clip
 
 MetricResult = tuple[float, float, float, int, str]
-METRICS = ("beat_f1", "coherence", "coherence_harmonic", "coherence_percussive", "fad", "harmonic_agreement",
-           "beat_f1_song", "active_share")
+SWEEP_METRICS = ("beat_f1", "coherence", "coherence_harmonic", "coherence_percussive", "fad", "harmonic_agreement",
+                 "beat_f1_song")  # the default: what the sweep reports
+METRICS = SWEEP_METRICS + ("active_share",)  # every metric the scorer knows (active_share: a diagnostic, on request)
 PLAY_ALONG = ("harmonic_agreement", "beat_f1_song")  # the metrics that need the song's chords and beats
 
 
@@ -57,7 +58,7 @@ class MetricScorer:
 
     def __init__(self, coherence_model: CoherenceModel | None = None, coherence_path: str | Path | None = None,
                  fad_embedder: Callable | None = None, fad_embedding: str = LOGMEL_NAME, n_boot: int = 1000,
-                 fad_boot: int = 200, metrics: Sequence[str] = METRICS):
+                 fad_boot: int = 200, metrics: Sequence[str] = SWEEP_METRICS):
         if fad_embedder is not None and fad_embedding == LOGMEL_NAME:
             raise ValueError("name the custom FAD embedding via fad_embedding")
         unknown = sorted(set(metrics) - set(METRICS))
