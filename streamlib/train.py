@@ -68,6 +68,7 @@ class Run:
     # Listening levers (issue "Accompanists that play along", docs/listening_experiments.md); 0 = the paper's recipe.
     history_noise: float = 0.0  # share of teacher-forced output codes replaced by random codes (targets kept)
     history_noise_from: float | None = None  # curriculum: the share starts here, reaches history_noise at half the steps
+    own_history: float = 0.0  # share of teacher-forced output codes replaced by the model's own samples
     contrast_weight: float = 0.0  # weight of the margin loss preferring the true input over another window's
     contrast_margin: float = 0.1  # nats per token the true input should beat the rolled one by
     input_dropout: float = 0.0  # share of windows trained without their input: classifier-free guidance at sampling
@@ -81,6 +82,8 @@ def check_levers(run: Run) -> None:
     """Raise ``ConfigError`` for listening-lever values that make no sense."""
     if not 0.0 <= run.history_noise < 1.0:
         raise ConfigError(f"history_noise must be in [0, 1), got {run.history_noise}")
+    if not 0.0 <= run.own_history <= 1.0:
+        raise ConfigError(f"own_history must be in [0, 1], got {run.own_history}")
     if run.history_noise_from is not None and not 0.0 <= run.history_noise_from <= 1.0:
         raise ConfigError(f"history_noise_from must be in [0, 1], got {run.history_noise_from}")
     if run.contrast_weight < 0 or run.contrast_margin < 0:
@@ -174,6 +177,33 @@ def corrupt_history(aligned: Aligned, rate: float, codebook_size: int, seed: int
     tokens = aligned.output_tokens
     noisy = torch.where(hit & (tokens >= CODE_OFFSET), codes, tokens)
     return dataclasses.replace(aligned, output_tokens=noisy)
+
+
+@torch.no_grad()
+def own_history(net: nn.Module, aligned: Aligned, rate: float, seed: int, step: int) -> Aligned:
+    """Replace a share ``rate`` of the teacher-forced output codes by the model's own samples (parallel
+    scheduled sampling, chapter 7): one pass without gradients on the true history samples every position
+    (Gumbel-max, temperature 1, noise drawn from ``(seed, step)``), and the code sampled at position j
+    becomes, where drawn, the history token at j + 1 (the stream is read one step later there); targets,
+    PAD and instrument tokens stay. The model then learns from histories with its own plausible mistakes
+    in them, the ones free-running generation meets, instead of uniform noise.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"own_history must be in [0, 1], got {rate}")
+    if rate == 0.0:
+        return aligned
+    was = net.training
+    net.eval()
+    logits = net(aligned.input_codes, aligned.input_pad_mask, aligned.output_tokens,
+                 input_features=aligned.input_features).float()  # [B, Q, L, size]
+    net.train(was)
+    rng = np.random.default_rng([seed, step, 17])
+    uniform = torch.from_numpy(rng.random(tuple(logits.shape), dtype=np.float32)).clamp_(1e-9, 1 - 1e-7)
+    sampled = (logits - torch.log(-torch.log(uniform.to(logits.device)))).argmax(-1) + CODE_OFFSET
+    tokens = aligned.output_tokens
+    proposal = torch.cat([tokens[..., :1], sampled[..., :-1].to(tokens.dtype)], dim=-1)
+    hit = torch.from_numpy(rng.random(tuple(tokens.shape)) < rate).to(tokens.device) & (tokens >= CODE_OFFSET)
+    return dataclasses.replace(aligned, output_tokens=torch.where(hit, proposal, tokens))
 
 
 def roll_inputs(aligned: Aligned) -> Aligned:
@@ -449,6 +479,9 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             idx = np.random.default_rng([run.seed, step]).integers(0, len(ds), size=tcfg.batch_size)
             batch = make_batch(ds, idx[rank * local : (rank + 1) * local], draw=step + 1)
             aligned = aligned_batch(batch, run.tf, run.offline, device)
+            if run.own_history > 0:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    aligned = own_history(model, aligned, run.own_history, run.seed, step)
             aligned = corrupt_history(aligned, history_noise_at(run, step, total), model.codebook_size, run.seed, step)
             prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
             dropped = drop_inputs(tcfg.batch_size, run.input_dropout, run.seed, step, device)
@@ -632,5 +665,5 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     return card
 
 
-__all__ += ["history_noise_at", "card_fixture", "common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
+__all__ += ["history_noise_at", "own_history", "card_fixture", "common_frame_losses", "compare_models", "export_model", "total_training", "warm_start_lineage", "input_reliance", "load_val_fixture", "save_val_fixture", "score_windows",
             "swap_inputs", "window_losses"]

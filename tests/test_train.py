@@ -18,7 +18,7 @@ from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
     Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model,
-    history_noise_at, load_val_fixture, lr_at,
+    history_noise_at, load_val_fixture, lr_at, own_history,
     roll_inputs, score_windows, split_windows, total_training, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
@@ -269,6 +269,44 @@ def test_history_noise_replaces_only_codes_at_the_rate():
         corrupt_history(a, 1.5, SIZE, 1, 5)
 
 
+class _Confident(torch.nn.Module):
+    """A stand-in model that always predicts code 5 with certainty."""
+
+    def forward(self, codes, pad, tokens, keep=None, cache=None, input_features=None):
+        logits = torch.full((*tokens.shape, SIZE), -1e4)
+        logits[..., 5] = 1e4
+        return logits
+
+
+def test_own_history_feeds_the_models_samples_one_step_later():
+    a = _aligned(batch=4, frames=300)
+    codes = a.output_tokens >= CODE_OFFSET
+    every = own_history(_Confident(), a, 1.0, seed=1, step=3)
+    assert (every.output_tokens[codes] == 5 + CODE_OFFSET).all()  # every code of the history is the model's sample
+    assert torch.equal(every.output_tokens[~codes], a.output_tokens[~codes]) and torch.equal(every.targets, a.targets)
+    some = own_history(_Confident(), a, 0.3, seed=1, step=3)
+    changed = (some.output_tokens != a.output_tokens)[codes].float().mean().item()
+    assert 0.25 < changed < 0.33  # (a true code equal to 5 is no change)
+    assert torch.equal(own_history(_Confident(), a, 0.3, seed=1, step=3).output_tokens, some.output_tokens)
+    assert own_history(_Confident(), a, 0.0, 1, 3) is a
+    with pytest.raises(ConfigError):
+        own_history(_Confident(), a, 1.5, 1, 3)
+
+
+def test_own_history_samples_follow_the_teacher_forced_logits(codec):
+    """With a real model: the sample fed at j + 1 is drawn from the logits at j (greedy-like when sharp)."""
+    torch.manual_seed(0)
+    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    with torch.no_grad():
+        acc.heads.weight.mul_(1e3)  # sharp logits: the Gumbel draw is the argmax
+    a = _aligned(batch=2, frames=40)
+    out = own_history(acc, a, 1.0, seed=0, step=0)
+    with torch.no_grad():
+        greedy = acc(a.input_codes, a.input_pad_mask, a.output_tokens).argmax(-1) + CODE_OFFSET
+    codes = a.output_tokens[..., 1:] >= CODE_OFFSET
+    assert (out.output_tokens[..., 1:][codes] == greedy[..., :-1][codes]).float().mean() > 0.95
+
+
 def test_history_noise_curriculum_falls_to_the_rate_at_half_the_steps():
     run = Run("t", "o", history_noise=0.3, history_noise_from=1.0)
     assert [round(history_noise_at(run, s, 1000), 3) for s in (0, 250, 500, 900)] == [1.0, 0.65, 0.3, 0.3]
@@ -321,7 +359,8 @@ def test_input_dropout_drops_whole_windows_at_the_rate(codec):
 
 def test_levers_train_and_resume_exactly(tmp_path, codec):
     tokens = fake_cache(tmp_path / "tok")
-    levers = dict(history_noise=0.3, contrast_weight=0.5, contrast_margin=0.2, input_dropout=0.5)
+    levers = dict(history_noise=0.3, contrast_weight=0.5, contrast_margin=0.2, input_dropout=0.5, own_history=0.5,
+                  history_noise_from=0.9)
     whole = train(Run(tokens, str(tmp_path / "a"), tf=0, val_every=3, val_windows=4, **levers), PRESET,
                   codec=codec, device="cpu", progress=False)
     plain = train(Run(tokens, str(tmp_path / "p"), tf=0, val_every=3, val_windows=4), PRESET,
@@ -343,6 +382,7 @@ def test_levers_train_and_resume_exactly(tmp_path, codec):
 
 
 @pytest.mark.parametrize("bad", [dict(history_noise=1.0), dict(history_noise=-0.1), dict(history_noise_from=1.2),
+                                 dict(own_history=1.5),
                                  dict(contrast_weight=-1.0),
                                  dict(contrast_margin=-0.5), dict(input_dropout=1.0), dict(input_dropout=-0.2)])
 def test_bad_levers_are_refused(tmp_path, codec, bad):

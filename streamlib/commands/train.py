@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
               save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
               history_noise=args.history_noise, contrast_weight=args.contrast_weight, input_dropout=args.input_dropout,
               contrast_margin=args.contrast_margin, input_chroma=args.input_chroma,
-              history_noise_from=args.history_noise_from)
+              history_noise_from=args.history_noise_from, own_history=args.own_history)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
     if args.codec:
@@ -96,6 +96,9 @@ def register(sub) -> None:
     levers.add_argument("--history-noise-from", type=number(float, minimum=0.0), default=None,
                         help="a curriculum: the history-noise share starts here (1 = no usable history) and falls "
                              "linearly to --history-noise at half the steps")
+    levers.add_argument("--own-history", type=number(float, minimum=0.0), default=0.0,
+                        help="share of teacher-forced output codes replaced by the model's own samples (scheduled "
+                             "sampling; one extra pass without gradients per step), in [0, 1]")
     levers.add_argument("--contrast-weight", type=number(float, minimum=0.0), default=0.0,
                         help="weight of a margin loss preferring the true input over another window's")
     levers.add_argument("--contrast-margin", type=number(float, minimum=0.0), default=0.1,
