@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from streamlib.checkpoint import CheckpointError, load_card, load_into, load_weights, save_weights
 from streamlib.config import ConfigError, ModelConfig, StreamSpec, config_from_dict
+from streamlib.input_chroma import CHROMA_BINS
 from streamlib.model.transformer import KVCache, Transformer
 from streamlib.paths import checkpoint_dir
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token, vocab_size
@@ -61,8 +62,6 @@ class Accompanist(nn.Module):
         self.in_out_norm = nn.LayerNorm(d)
         self.input_pad = nn.Parameter(torch.randn(d) * 0.02)
         if cfg.input_chroma:
-            from streamlib.input_chroma import CHROMA_BINS
-
             self.chroma_proj = nn.Linear(CHROMA_BINS, d)
         self.out_embed = nn.ModuleList(nn.Embedding(vocab_size(self.codebook_size), d) for _ in range(cfg.n_q))
         self.out_norm = nn.LayerNorm(d)
@@ -174,8 +173,8 @@ def check_chroma(held: Tensor | None, chroma, n: int, device) -> Tensor | None:
         raise ValueError("this accompanist reads the input's chroma: feed_input(codes, chroma) with "
                          "streamlib.input_chroma.causal_chroma of the same audio")
     chroma = torch.as_tensor(chroma, dtype=torch.float32, device=device)
-    if tuple(chroma.shape) != (12, n):
-        raise ValueError(f"input chroma must be [12, {n}] (one column per input frame), got {tuple(chroma.shape)}")
+    if tuple(chroma.shape) != (CHROMA_BINS, n):
+        raise ValueError(f"input chroma must be [{CHROMA_BINS}, {n}] (one column per input frame), got {tuple(chroma.shape)}")
     return torch.cat([held, chroma], dim=1)
 
 
@@ -231,7 +230,7 @@ class Generator:
         self.device = acc.input_tables.device
         self.bos = instrument_token(int(category))
         self.inputs = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
-        self.chroma = torch.zeros(12, 0, device=self.device) if acc.cfg.input_chroma else None
+        self.chroma = torch.zeros(CHROMA_BINS, 0, device=self.device) if acc.cfg.input_chroma else None
         self.forced = torch.zeros(self.n_q, 0, dtype=torch.long, device=self.device)
         self.steps = torch.full((self.n_q, 1), self.bos, dtype=torch.long, device=self.device)
         self.cache = acc.backbone.new_cache()
@@ -273,7 +272,7 @@ class Generator:
         pad = (frame < 0) | ((frame >= self.n_input) if self.pad_after_input else torch.zeros_like(arrived))
         keep = arrived | pad
         codes = torch.zeros(self.n_q, len(pos), dtype=torch.long, device=self.device)
-        features = None if self.chroma is None else torch.zeros(12, len(pos), device=self.device)
+        features = None if self.chroma is None else torch.zeros(CHROMA_BINS, len(pos), device=self.device)
         if arrived.any():
             codes[:, arrived] = self.inputs[:, frame[arrived]]
             if features is not None:

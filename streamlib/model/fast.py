@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamlib.input_chroma import CHROMA_BINS
 from streamlib.model.accompanist import Accompanist, check_chroma, check_sampling, override_tokens
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token
 from streamlib.tokens.visibility import input_offset, output_offset
@@ -290,7 +291,7 @@ class FastGenerator:
         self.pad_after_input = acc.offline
         self.inputs = torch.zeros(1024, self.n_q, dtype=torch.long, device=self.device)  # row = input frame
         self.reads_chroma = bool(acc.cfg.input_chroma)
-        self.chroma = torch.zeros(1024, 12, device=self.device)  # row = input frame (zeros: no chroma path)
+        self.chroma = torch.zeros(1024, CHROMA_BINS, device=self.device)  # row = input frame (zeros: no chroma path)
         self.n_input = 0
         self.steps = torch.full((1024, self.n_q), PAD, dtype=torch.long, device=self.device)  # row = step
         self.steps[0] = self.bos
@@ -300,7 +301,7 @@ class FastGenerator:
         self.first_missing: int | None = None
         self.cache = self.decoder.new_cache()
         self.zero_row = torch.zeros(self.n_q, dtype=torch.long, device=self.device)
-        self.zero_chroma = torch.zeros(12, device=self.device)
+        self.zero_chroma = torch.zeros(CHROMA_BINS, device=self.device)
         self.pad_row = torch.full((self.n_q,), PAD, dtype=torch.long, device=self.device)
         # separate tensors for the two flags: passing one tensor as both would be another graph (aliasing)
         self.pad_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
@@ -318,7 +319,7 @@ class FastGenerator:
         if codes.dim() != 2 or codes.shape[0] < self.n_q:
             raise ValueError(f"input codes must be [>= {self.n_q}, n], got {tuple(codes.shape)}")
         n = codes.shape[1]
-        held = check_chroma(torch.zeros(12, 0, device=self.device) if self.reads_chroma else None, chroma, n, self.device)
+        held = check_chroma(torch.zeros(CHROMA_BINS, 0, device=self.device) if self.reads_chroma else None, chroma, n, self.device)
         self.inputs = _room(self.inputs, self.n_input + n)
         self.inputs[self.n_input : self.n_input + n] = codes[: self.n_q].T
         if held is not None:
