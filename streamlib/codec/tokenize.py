@@ -182,12 +182,17 @@ def _init_worker(codec_path: str | None, threads: int) -> None:
     _WORKER["codec"] = load_codec(codec_path)
 
 
+def _make(codec, track: Path, path: Path, seed: int, paper_mixes: int) -> None:
+    """Write one cache file, or give a file made before the chroma its ``mix_chroma``."""
+    if path.exists():
+        add_chroma(track, path, codec.sample_rate)
+    else:
+        _save_npz(path, tokenize_track(codec, track, seed, paper_mixes))
+
+
 def _work(job: tuple[str, str, int, int]) -> str:
     track, path, seed, paper_mixes = job
-    if Path(path).exists():  # made before the chroma: add it
-        add_chroma(Path(track), Path(path), _WORKER["codec"].sample_rate)
-    else:
-        _save_npz(Path(path), tokenize_track(_WORKER["codec"], Path(track), seed, paper_mixes))
+    _make(_WORKER["codec"], Path(track), Path(path), seed, paper_mixes)
     return path
 
 
@@ -242,10 +247,7 @@ def tokenize_dataset(dataset: str | Path, out: str | Path, codec=None, *, seed: 
                disable=not progress)
     if workers <= 1:
         for track, path, _, _ in jobs:
-            if Path(path).exists():  # made before the chroma: add it
-                add_chroma(Path(track), Path(path), codec.sample_rate)
-            else:
-                _save_npz(Path(path), tokenize_track(codec, Path(track), seed, paper_mixes))
+            _make(codec, Path(track), Path(path), seed, paper_mixes)
             bar.update(1)
     else:
         import multiprocessing as mp
