@@ -194,6 +194,13 @@ class CodecConfig:
     analysis_fft: int = 2048  # the long causal analysis window, in samples
     latent: int = 0  # latent width; 0 keeps the DAC rule encoder_dim * 2 ** len(encoder_rates)
     pitch_bins: int = 0  # > 0: a head on the first RVQ level predicts the frame's semitone spectrum
+    # synthesis window of the spectral decoder in hops: 2 = 50 % overlap (40 ms windows, 25 Hz bins),
+    # 4 = Vocos's 75 % (80 ms, 12.5 Hz bins: finer low notes). The latency is one hop either way.
+    decoder_overlap: int = 2
+    # "absolute": the decoder states each frame's phase; "integrated": it states a per-bin phase advance
+    # that is summed over frames (a phase vocoder), so a steady code can hold any frequency, not only
+    # multiples of the 50 Hz frame rate (docs/codec_experiments.md)
+    decoder_phase: str = "absolute"
 
     def __post_init__(self) -> None:
         if self.arch not in ("dac", "spectral"):
@@ -206,6 +213,10 @@ class CodecConfig:
             )
         if math.prod(self.decoder_rates) != hop:
             raise ConfigError(f"decoder_rates {self.decoder_rates} must multiply to the hop {hop}")
+        if self.decoder_phase not in ("absolute", "integrated"):
+            raise ConfigError(f"decoder_phase must be 'absolute' or 'integrated', got {self.decoder_phase!r}")
+        if self.decoder_overlap < 2:
+            raise ConfigError(f"decoder_overlap must be >= 2 (hops per synthesis window), got {self.decoder_overlap}")
 
     @property
     def hop(self) -> int:

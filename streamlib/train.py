@@ -307,16 +307,16 @@ def codec_tables(tokens: str | Path, n_q: int, codec=None) -> tuple[list[torch.T
     """The frozen input codebooks of the codec that made the token cache, and its hash."""
     import json
 
-    from streamlib.codec import default_checkpoint, load_codec
+    from streamlib.codec import codes_id, default_checkpoint, load_codec
 
     meta_path = Path(tokens) / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if codec is None:
         codec = load_codec()
-        sha = file_sha256(default_checkpoint())
+        sha = codes_id(codec.card) or file_sha256(default_checkpoint())  # the codes' identity (codes_id)
         if meta.get("codec_sha256") not in (None, sha):
             raise CheckpointError(f"{tokens} was made with codec {meta.get('codec_sha256')}, but the codec "
-                                  f"checkpoint is {sha}: re-run python -m streamlib tokenize")
+                                  f"checkpoint makes the codes of {sha}: re-run python -m streamlib tokenize")
     else:
         sha = meta.get("codec_sha256")
     return codec.codebook_tables(n_q), sha

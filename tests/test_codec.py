@@ -20,12 +20,51 @@ SPECTRAL = dataclasses.replace(CFG, arch="spectral", width=16, encoder_blocks=2,
                                analysis_fft=1024, pitch_bins=84)
 
 
-@pytest.fixture(scope="module", params=["dac", "spectral"])
+@pytest.fixture(scope="module", params=["dac", "spectral", "spectral-overlap4-integrated"])
 def codec(request) -> CausalCodec:
-    """Both designs must be causal and stream exactly: the waveform DAC and the frame-rate codec."""
+    """Both designs must be causal and stream exactly: the waveform DAC and the frame-rate codec (its decoder
+    with 50 % window overlap and absolute phase, and with 75 % and integrated phase)."""
     torch.manual_seed(0)
-    cfg = CFG if request.param == "dac" else SPECTRAL
+    cfg = {"dac": CFG, "spectral": SPECTRAL, "spectral-overlap4-integrated":
+           dataclasses.replace(SPECTRAL, decoder_overlap=4, decoder_phase="integrated")}[request.param]
     return CausalCodec(cfg, build_codec_model(cfg))
+
+
+@pytest.mark.parametrize("overlap", [2, 3, 4])
+def test_spectral_decoder_windows_sum_to_one(overlap):
+    """Overlap-add of the scaled synthesis windows reconstructs a constant: every sample is covered by
+    ``overlap`` windows whose values sum to 1."""
+    from streamlib.codec.spectral import SpectralDecoder
+
+    dec = SpectralDecoder(dataclasses.replace(SPECTRAL, decoder_overlap=overlap))
+    summed = dec.window.reshape(overlap, dec.hop).sum(dim=0)
+    assert torch.allclose(summed, torch.ones_like(summed), atol=1e-6)
+
+
+def test_decoder_overlap_and_phase_are_checked():
+    with pytest.raises(ConfigError, match="decoder_overlap"):
+        dataclasses.replace(SPECTRAL, decoder_overlap=1)
+    with pytest.raises(ConfigError, match="decoder_phase"):
+        dataclasses.replace(SPECTRAL, decoder_phase="random")
+
+
+@pytest.mark.parametrize("phase", ["absolute", "integrated"])
+def test_a_steady_code_holds_a_note_only_with_integrated_phase(phase):
+    """The frame-rate trap (chapter 3): a decoder head that states the same frame again and again. With
+    absolute phase that is audio periodic at 50 Hz, whatever the frame says; with integrated phase a bin's
+    advance makes a steady tone. Known answer: all magnitude on the bin nearest 110 Hz (A2) and the advance
+    that lands on 110 Hz (``steady_frames``)."""
+    from streamlib.codec.spectral import SpectralDecoder, steady_frames
+
+    sr, f0 = SPECTRAL.sample_rate, 110.0
+    dec = SpectralDecoder(dataclasses.replace(SPECTRAL, decoder_overlap=4, decoder_phase=phase))
+    audio = steady_frames(dec, f0, 100, sr)[20 * dec.hop:]  # past the start-up
+    spectrum = torch.fft.rfft(audio * torch.hann_window(len(audio))).abs()
+    peak = float(spectrum.argmax()) * sr / len(audio)
+    if phase == "integrated":
+        assert abs(peak - f0) < 2.0
+    else:  # identical frames: only multiples of the 50 Hz frame rate
+        assert abs(peak / 50 - round(peak / 50)) < 0.05 and abs(peak - f0) > 5
 
 
 def _audio(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
@@ -220,3 +259,74 @@ def test_codec_for_finds_the_codec_a_model_was_trained_with(codec, tmp_path):
     sha = load_codec(path).card["weights_sha256"]
     assert find_codec(sha, tmp_path) == path and find_codec("0" * 16, tmp_path) is None
     assert codec_for(SimpleNamespace(card={"codec_sha256": sha}), path).card["weights_sha256"] == sha
+
+
+def test_decoder_only_training_keeps_the_codes_and_names_them(tmp_path):
+    """A decoder retrained alone (a new window and phase, from a parent's weights) makes the parent's codes bit
+    for bit, resumes exactly, and its export names the parent's codes; find_codec serves both hashes."""
+    from streamlib.checkpoint import CheckpointError, load_card
+    from streamlib.codec import codes_id, find_codec
+    from streamlib.codec.export import codes_of_parent
+    from streamlib.codec.train import CodecTrainConfig, model_from_state, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    torch.manual_seed(0)
+    parent_path = tmp_path / "ckpt" / "parent.safetensors"
+    parent = build_codec_model(SPECTRAL)
+    save_weights(parent_path, parent.state_dict(), {"config": dataclasses.asdict(SPECTRAL)})
+    child_cfg = dataclasses.replace(SPECTRAL, decoder_overlap=4, decoder_phase="integrated")
+    cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.2, warmup_steps=2, bf16=False, log_every=1,
+                           save_every_seconds=1e9, semitone_weight=5.0, code_restart=True, decoder_only=True)
+    with pytest.raises(ConfigError, match="init_from"):
+        train_codec(child_cfg, cfg, tmp_path / "data", tmp_path / "x", progress=False)
+    straight = train_codec(child_cfg, cfg, tmp_path / "data", tmp_path / "a", progress=False, init_from=parent_path)
+    train_codec(child_cfg, dataclasses.replace(cfg, steps=2), tmp_path / "data", tmp_path / "b", progress=False,
+                init_from=parent_path)
+    resumed = train_codec(child_cfg, cfg, tmp_path / "data", tmp_path / "b", progress=False, init_from=parent_path)
+    child = straight.model.state_dict()
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(child[k], v), k
+    for k, v in parent.state_dict().items():  # the code path is untouched, the decoder learnt
+        frozen = k.split(".")[0] in ("encoder", "quantizer", "pitch_head")
+        assert torch.equal(child[k], v) == frozen or (not frozen and child[k].shape != v.shape), k
+
+    model, meta = model_from_state(tmp_path / "a" / "train_state.pt")
+    assert meta["extra"]["init_from"]["fresh_tensors"] == ["decoder.net.out.bias", "decoder.net.out.weight"]
+    x = _audio(1, 12)
+    assert torch.equal(CausalCodec(child_cfg, model).encode(x), CausalCodec(SPECTRAL, parent.eval()).encode(x))
+    named = codes_of_parent(model.state_dict(), meta)
+    parent_sha = load_card(parent_path)["weights_sha256"]
+    assert named["codes_sha256"] == parent_sha == named["decoder_of"]["weights_sha256"]
+
+    child_path = tmp_path / "ckpt" / "child.safetensors"
+    save_weights(child_path, model.state_dict(), {"config": dataclasses.asdict(child_cfg), **named})
+    assert codes_id(load_card(child_path)) == parent_sha
+    assert find_codec(parent_sha, tmp_path / "ckpt") == parent_path  # the exact weights first
+    parent_path.unlink()
+    parent_path.with_suffix(".json").unlink()
+    assert find_codec(parent_sha, tmp_path / "ckpt") == child_path  # then a codec that makes the same codes
+    tampered = {k: v.clone() for k, v in model.state_dict().items()}
+    tampered["encoder.norm.weight"] += 1
+    save_weights(parent_path, parent.state_dict(), {"config": dataclasses.asdict(SPECTRAL)})
+    with pytest.raises(CheckpointError, match="not"):
+        codes_of_parent(tampered, meta)
+
+
+def test_a_state_saved_before_a_config_field_existed_resumes(tmp_path):
+    """A training state whose codec config lacks a field added later (it had that field's default) resumes;
+    one with another value of a field is refused."""
+    from streamlib.checkpoint import load_training_state, save_training_state
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=2, batch_size=2, excerpt_seconds=0.2, warmup_steps=1, bf16=False, save_every_seconds=1e9)
+    train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "a", progress=False)
+    path = tmp_path / "a" / "train_state.pt"
+    st = load_training_state(path)
+    del st["codec_config"]["decoder_phase"]  # as saved before the field existed
+    save_training_state(path, st)
+    assert train_codec(SPECTRAL, dataclasses.replace(cfg, steps=3), tmp_path / "data", tmp_path / "a",
+                       progress=False).step == 3
+    with pytest.raises(ConfigError, match="another codec config"):
+        train_codec(dataclasses.replace(SPECTRAL, decoder_overlap=4), dataclasses.replace(cfg, steps=4),
+                    tmp_path / "data", tmp_path / "a", progress=False)

@@ -113,6 +113,22 @@ def test_pitch_fixture_reproduces_card_numbers(codec):
         assert got["chroma"][key] == pytest.approx(expected["chroma"][key], abs=2e-3), key
     assert got["perplexity"]["level0"] == pytest.approx(expected["perplexity"]["level0"], rel=0.02)
     assert got["bass_probe"]["e_x_q4"] == pytest.approx(expected["bass_probe"]["e_x_q4"], abs=0.02)
+    if "harmony" in expected:
+        assert got["harmony"]["stem_q4"] == pytest.approx(expected["harmony"]["stem_q4"], abs=2e-3)
+
+
+def test_a_retrained_decoder_keeps_the_codes_and_more_of_the_harmony(codec):
+    """A codec whose decoder alone was retrained (its card's ``decoder_of``) makes its parent's codes, so the
+    models and token caches of the parent find it (``find_codec``), and it keeps more of the stems' harmony
+    than the parent's decoder on the same held-out excerpts (docs/codec_experiments.md)."""
+    parent = codec.card.get("decoder_of")
+    if parent is None:
+        pytest.skip("the shipped codec's decoder was trained with its encoder")
+    assert codec.card["codes_sha256"] != codec.card["weights_sha256"]
+    assert find_codec(codec.card["codes_sha256"]) == default_checkpoint()
+    ours, theirs = codec.card["pitch"]["harmony"], parent["pitch_harmony"]
+    assert ours["stem_original"] == pytest.approx(theirs["stem_original"])  # the same excerpts
+    assert ours["stem_q4"] > theirs["stem_q4"]
 
 
 def test_previous_codec_is_kept_for_the_models_trained_on_it(previous):

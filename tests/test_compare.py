@@ -159,3 +159,21 @@ def test_sampling_flags_without_play_along_are_a_one_line_error(flag):
                              flag, "2"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == ["error: --guidance and --temperature apply to --play-along generation"]
+
+
+def test_a_play_along_codec_must_make_the_models_codes():
+    """``--codec`` decodes play-along stems with another decoder of the same codes; a codec of other codes
+    (the first book codec for a model of the current one) is a one-line error before any work, and so is
+    ``--codec`` without ``--play-along``."""
+    import subprocess
+    import sys
+
+    model = "checkpoints/models/book_tf+50_k1.safetensors"  # trained on the current codec's codes
+    other = subprocess.run([sys.executable, "-m", "streamlib", "compare", model, "--play-along", "2", "--codec",
+                            "checkpoints/codec/book_v1.safetensors"], capture_output=True, text=True)
+    alone = subprocess.run([sys.executable, "-m", "streamlib", "compare", model, "--codec",
+                            "checkpoints/codec/book.safetensors"], capture_output=True, text=True)
+    for result in (other, alone):
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "another codec's tokens" in other.stderr
+    assert alone.stderr.strip().splitlines() == ["error: --codec applies to --play-along generation"]

@@ -8,7 +8,8 @@ gives the codec an accompanist was trained with; the networks are in
 ``streamlib.codec.tokenize``.
 """
 
-from streamlib.codec.codec import CausalCodec, SampleRateError, codec_for, default_checkpoint, find_codec, load_codec
+from streamlib.codec.codec import (CausalCodec, SampleRateError, codec_for, codes_id, default_checkpoint, find_codec,
+                                   load_codec)
 from streamlib.codec.model import CausalDAC
 
-__all__ = ["CausalCodec", "CausalDAC", "SampleRateError", "codec_for", "default_checkpoint", "find_codec", "load_codec"]
+__all__ = ["CausalCodec", "CausalDAC", "SampleRateError", "codec_for", "codes_id", "default_checkpoint", "find_codec", "load_codec"]

@@ -195,16 +195,33 @@ def load_codec(path: str | Path | None = None, device: str | torch.device | None
     return codec.eval()
 
 
+def codes_id(card: dict) -> str | None:
+    """The identity of the codes a codec makes: the weights hash of the codec that first made them.
+
+    A codec whose decoder alone was retrained (``codec train --train-option decoder_only=true``) makes the
+    same codes as its parent and carries the parent's identity in ``codes_sha256``; every other codec's codes
+    are its own (``weights_sha256``). Token caches and accompanists record this identity, so a better decoder
+    replaces the shipped one without invalidating them.
+    """
+    return card.get("codes_sha256") or card.get("weights_sha256")
+
+
 def find_codec(sha256: str, folder: str | Path | None = None) -> Path | None:
-    """The shipped codec checkpoint whose card says its weights hash is ``sha256`` (or None)."""
+    """The shipped codec checkpoint that makes the codes ``sha256`` names (``codes_id``; or None).
+
+    The weights of that hash if they are shipped, else a codec that decodes the same codes."""
     folder = Path(folder) if folder is not None else default_checkpoint().parent
+    same_codes = None
     for path in sorted(folder.glob("*.safetensors")):
         try:
-            if load_card(path).get("weights_sha256") == sha256:
-                return path
+            card = load_card(path)
         except CheckpointError:
             continue
-    return None
+        if card.get("weights_sha256") == sha256:
+            return path
+        if same_codes is None and codes_id(card) == sha256:
+            same_codes = path
+    return same_codes
 
 
 def codec_for(model, path: str | Path | None = None, device: str | torch.device | None = None) -> CausalCodec:

@@ -141,6 +141,30 @@ def loss_curve(log_csv: Path, points: int = 60) -> dict[str, list[float]] | None
             "commitment": [round(float(np.mean(rows["commitment"][g])), 4) for g in groups]}
 
 
+def codes_of_parent(state: dict[str, torch.Tensor], meta: dict) -> dict:
+    """For a decoder-only run: ``codes_sha256`` (the parent's ``codes_id``: token caches and accompanists of
+    the parent stay valid) and ``decoder_of``, after checking that encoder, quantiser and pitch head are
+    bit for bit the parent's. Empty for every other run."""
+    from streamlib.checkpoint import CheckpointError, load_card, load_weights
+    from streamlib.codec.codec import codes_id
+
+    if not meta["train_config"].get("decoder_only"):
+        return {}
+    init = meta["extra"].get("init_from") or {}
+    parent = Path(init.get("path", ""))
+    if not parent.is_file():
+        raise CheckpointError(f"a decoder-only run needs its parent codec to export: {parent} is missing")
+    weights = load_weights(parent)
+    frozen = [k for k in state if k.split(".")[0] in ("encoder", "quantizer", "pitch_head")]
+    changed = [k for k in frozen if k not in weights or not torch.equal(weights[k], state[k].float())]
+    if changed or not frozen:
+        raise CheckpointError(f"the codes of this run are not {parent}'s: {changed[:5]} differ")
+    card = load_card(parent)
+    return {"codes_sha256": codes_id(card),
+            "decoder_of": {"path": str(parent), "weights_sha256": card["weights_sha256"], "steps": card.get("steps"),
+                           "wall_hours": card.get("wall_hours"), "reproduce": card.get("reproduce")}}
+
+
 def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path, *, half: str = "auto",
                  fixture: str | Path | None = None, max_tracks: int = 24, pitch_data: str | Path | None = None) -> dict:
     """Write ``out`` (.safetensors) + card from a training state; returns the card.
@@ -153,6 +177,8 @@ def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path,
     clips = heldout_mixes(data_root, cfg.sample_rate, max_tracks=max_tracks)
 
     state = model.state_dict()
+    same_codes = codes_of_parent(state, meta)  # read before ``out`` may replace the parent
+    parent = load_codec(same_codes["decoder_of"]["path"]) if same_codes else None
     card = {
         "kind": "codec",
         "config": dataclasses.asdict(cfg),
@@ -169,6 +195,7 @@ def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path,
         "parameters": sum(p.numel() for p in model.parameters()),
         "eval": {"split": "test", "what": "mixes", "start_seconds": EVAL_START, "seconds": EVAL_SECONDS,
                  "metrics": "mel = dac MelSpectrogramLoss (7 scales); si_sdr dB; mrstft = dac MultiScaleSTFTLoss"},
+        **same_codes,
     }
     recipe = card["data"].get("recipe")
     if recipe:
@@ -214,9 +241,15 @@ def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path,
         from streamlib.codec.pitch_eval import load_excerpts, pitch_fidelity
 
         recipe = Path(pitch_data) / "synth.json"
+        excerpts = load_excerpts(pitch_data, max_tracks=max_tracks)
         card["pitch"] = {"data": {"root": str(pitch_data),
                                   **(json.loads(recipe.read_text()) if recipe.exists() else {})},
-                         **pitch_fidelity(final, load_excerpts(pitch_data, max_tracks=max_tracks))}
+                         **pitch_fidelity(final, excerpts)}
+        if parent is not None:  # the same codes through the parent's decoder, on the same excerpts
+            from streamlib.codec.pitch_eval import harmony_ceiling
+
+            card["decoder_of"]["pitch_harmony"] = harmony_ceiling(
+                parent, [dataclasses.replace(e, codes=None) for e in excerpts if e.kind != "mix"])
         card["pitch_fixture"] = {"recipe": PITCH_FIXTURE, **pitch_fixture_numbers(final)}
     card["speed"] = streaming_speed(final)
     save_weights(out, state, card, half=use_half)

@@ -14,6 +14,11 @@ synthesised set (which knows its chords, beats and MIDI):
 * ``bass_probe``: the pitch class of the lowest sounding note of a bass stem, probed from the stem's
   own ``e_x``, next to the same probe on its audio (chroma + log-mel);
 * ``beat_probe``: is this frame within one frame of a beat? ROC AUC of a probe on a mix's ``e_x``;
+* ``harmony``: harmonic agreement (``streamlib.metrics.harmony``: the share of chroma energy on the
+  tones of the song's current chord) of the pitched stems, original and reconstructed from ``q`` levels,
+  next to another song's stem against this song's chords (the floor). It is the ceiling of the play-along
+  metric of chapter 9 for any accompanist that speaks this codec: a perfect model's stems are
+  reconstructions;
 * ``perplexity``: of each level's code histogram over all excerpts (1024 = every code equally used);
 * ``mel``: dac's multi-scale mel distance of mixes at ``q`` levels (``streamlib.codec.quality``).
 """
@@ -193,6 +198,8 @@ def pitch_fidelity(codec, excerpts: list[Excerpt], levels: tuple[int, ...] = (4,
     report["chroma"]["mix_lowpass_4k"] = float(np.mean(
         [chroma_similarity(e.audio, lowpass(torch.from_numpy(e.audio), sr).numpy(), sr) for e in mixes]))
 
+    report["harmony"] = harmony_ceiling(codec, stems, levels)
+
     has_chord = lambda y: y >= 0  # noqa: E731
     report["chord_probe"] = {
         **{f"e_x_q{q}": _probe_task(mixes, lambda e, q=q: _embed(codec, e.codes, q), lambda e: _chord_roots(e, n),
@@ -221,10 +228,30 @@ def pitch_fidelity(codec, excerpts: list[Excerpt], levels: tuple[int, ...] = (4,
     return report
 
 
+def harmony_ceiling(codec, stems: list[Excerpt], levels: tuple[int, ...] = (4,)) -> dict:
+    """Mean harmonic agreement of pitched stems with their songs' chords: the originals, their
+    reconstructions from ``q`` levels (``stem_q{q}``), and another song's stem (``stem_other_song``)."""
+    from streamlib.metrics.harmony import harmonic_agreement
+
+    _encode_all(codec, stems)
+    sr = codec.sample_rate
+
+    def agree(audio, e):
+        return harmonic_agreement(audio, e.meta["synth"]["chords"], sr, offset_seconds=e.start)
+
+    out = {"stem_original": float(np.mean([agree(e.audio, e) for e in stems]))}
+    for q in levels:
+        out[f"stem_q{q}"] = float(np.mean([agree(codec.decode(e.codes[None, :q])[0, 0].cpu().numpy(), e)
+                                           for e in stems]))
+    others = [(e, stems[(i + 7) % len(stems)]) for i, e in enumerate(stems)]
+    out["stem_other_song"] = float(np.mean([agree(o.audio, e) for e, o in others if o.track != e.track]))
+    return out
+
+
 def _perplexity(codes: torch.Tensor, size: int) -> float:
     p = torch.bincount(codes.reshape(-1).cpu(), minlength=size).double()
     p = p[p > 0] / p.sum()
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-__all__ = ["Excerpt", "load_excerpts", "pitch_fidelity", "probe"]
+__all__ = ["Excerpt", "harmony_ceiling", "load_excerpts", "pitch_fidelity", "probe"]

@@ -16,12 +16,20 @@ cheap, and the input is a long-window spectrum in which notes are resolved.
 * **Quantiser.** descript-audio-codec's ``ResidualVectorQuantize`` (factorised, l2-normalised codes),
   exactly as in the waveform codec; ``level_latents`` exposes each level's contribution so the
   first level can be taught pitch (``pitch_head``: it predicts the frame's semitone spectrum).
-* **Decoder.** Causal blocks over frames, then per frame a complex spectrum of ``2 * hop`` samples
-  (log-magnitude and phase, as in Vocos), inverse FFT, a periodic Hann window, overlap-add. Frame
-  ``n``'s window starts at the first sample of frame ``n`` and reaches one hop into frame ``n + 1``:
-  the audio of frame ``n`` is frame ``n``'s first half plus frame ``n - 1``'s second half, so
-  decoded audio up to ``(n + 1) * hop`` depends on codes ``<= n`` only. No lookahead: the tail that
-  reaches into the next frame is state, like a convolution's left context.
+* **Decoder.** Causal blocks over frames, then per frame a complex spectrum of ``m * hop`` samples
+  (log-magnitude and phase, as in Vocos; ``m = decoder_overlap``, 2 by default), inverse FFT, a periodic
+  Hann window scaled so that the overlapping windows sum to one, overlap-add. Frame ``n``'s window starts
+  at the first sample of frame ``n`` and reaches ``m - 1`` hops into the frames after it: the audio of
+  frame ``n`` is the sum of the ``j``-th hop of frames ``n - j``'s windows, ``j < m``, so decoded audio up
+  to ``(n + 1) * hop`` depends on codes ``<= n`` only. No lookahead: the tails that reach into later
+  frames are state, like a convolution's left context. A longer window (``m = 4``) resolves low notes
+  more finely (12.5 Hz bins instead of 25) at the same latency.
+* **Phase.** With ``decoder_phase="absolute"`` the head states each frame's phase. A frame network is
+  blind to absolute time, so a steady code gives the same frame again and again: audio periodic at the
+  frame rate, whose spectrum holds only multiples of 50 Hz (a bass note comes out as a buzz at G1/G2/D3,
+  the 50/100/150 Hz partials: chapter 3 shows it). With ``"integrated"`` the head states each bin's phase
+  *advance* beyond the bin's centre frequency, and the decoder sums the advances over frames (a phase
+  vocoder; the running phase is state), so a steady code holds a steady tone of any frequency.
 
 Streaming keeps every state explicit (``State`` lists in and out); ``step`` over any chunking
 performs the arithmetic of the batch pass, so streamed codes equal batch codes and streamed audio
@@ -154,33 +162,77 @@ class SpectralDecoder(nn.Module):
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
-        self.hop = cfg.hop
-        self.n_fft = 2 * cfg.hop
+        self.hop, self.overlap = cfg.hop, cfg.decoder_overlap
+        self.n_fft = self.overlap * cfg.hop
         self.bins = self.n_fft // 2 + 1
-        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
+        self.integrated = cfg.decoder_phase == "integrated"
+        # a periodic Hann window at hop n_fft / m sums to m / 2: scaled, the windows sum to one
+        window = torch.hann_window(self.n_fft, periodic=True) * (2.0 / self.overlap)
+        self.register_buffer("window", window, persistent=False)
+        # phase advance of each bin's centre frequency over one hop (float64: the running phase is summed)
+        advance = 2 * torch.pi * torch.arange(self.bins, dtype=torch.float64) * self.hop / self.n_fft
+        self.register_buffer("advance", advance, persistent=False)
         self.net = FrameStack(cfg.latent_dim, cfg.width, 2 * self.bins, cfg.decoder_blocks)
 
-    def frames(self, spec: Tensor) -> Tensor:
-        """Head output ``[B, 2F, T]`` -> windowed frames ``[B, T, 2 * hop]``."""
+    def frames(self, spec: Tensor, phase0: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Head output ``[B, 2F, T]`` -> windowed frames ``[B, T, m * hop]`` and, with integrated phase, the
+        running phase after the last frame (``phase0``: before the first; ``[B, F]`` float64)."""
         log_mag, phase = spec.float().transpose(1, 2).chunk(2, dim=-1)
+        last = None
+        if self.integrated:
+            run = phase0[:, None] + torch.cumsum(self.advance + phase.double(), dim=1)
+            run = torch.remainder(run, 2 * torch.pi)
+            phase, last = run.float(), run[:, -1]
         mag = torch.exp(log_mag.clamp(max=6.0))
         frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft)
-        return frames * self.window
+        return frames * self.window, last
+
+    def overlap_add(self, f: Tensor, pending: Tensor) -> tuple[Tensor, Tensor]:
+        """Windowed frames ``[B, T, m * hop]`` + the tails of earlier frames ``[B, m - 1, hop]`` -> audio
+        ``[B, 1, T * hop]`` and the tails that reach past the last frame."""
+        b, t = f.shape[:2]
+        parts = f.reshape(b, t, self.overlap, self.hop)
+        acc = torch.cat([pending, f.new_zeros(b, t, self.hop)], dim=1)
+        for j in range(self.overlap):  # hop j of frame n lands on frame n + j
+            acc = acc + nn.functional.pad(parts[:, :, j], (0, 0, j, self.overlap - 1 - j))
+        return acc[:, :t].reshape(b, 1, -1), acc[:, t:]
+
+    def _own_state(self, z: Tensor) -> State:
+        """The overlap-add tails and, with integrated phase, the running phase (zero at the start)."""
+        own = [z.new_zeros(z.shape[0], self.overlap - 1, self.hop, dtype=torch.float32)]
+        if self.integrated:
+            own.append(torch.zeros(z.shape[0], self.bins, dtype=torch.float64, device=z.device))
+        return own
 
     def forward(self, z: Tensor) -> Tensor:
-        f = self.frames(self.net(z))
-        tail = nn.functional.pad(f[:, :-1, self.hop:], (0, 0, 1, 0))  # frame n-1's second half
-        return (f[:, :, : self.hop] + tail).reshape(z.shape[0], 1, -1)
+        own = self._own_state(z)
+        f, _ = self.frames(self.net(z), own[1] if self.integrated else None)
+        return self.overlap_add(f, own[0])[0]
 
     def init_state(self, z: Tensor) -> State:
-        return [z.new_zeros(z.shape[0], self.hop)] + self.net.init_state(z)
+        return self._own_state(z) + self.net.init_state(z)
 
     def step(self, z: Tensor, states: State) -> tuple[Tensor, State]:
-        spec, net_states = self.net.step(z, states[1:])
-        f = self.frames(spec)
-        tail = torch.cat([states[0][:, None], f[:, :-1, self.hop:]], dim=1)
-        audio = (f[:, :, : self.hop] + tail).reshape(z.shape[0], 1, -1)
-        return audio, [f[:, -1, self.hop:]] + net_states
+        n_own = 2 if self.integrated else 1
+        spec, net_states = self.net.step(z, states[n_own:])
+        f, phase = self.frames(spec, states[1] if self.integrated else None)
+        audio, pending = self.overlap_add(f, states[0])
+        return audio, [pending] + ([phase] if self.integrated else []) + net_states
+
+
+def steady_frames(decoder: SpectralDecoder, f0: float, frames: int, sample_rate: int) -> Tensor:
+    """The frame-rate trap, by hand (chapter 3): the audio ``[frames * hop]`` a decoder makes when its head
+    states the same frame ``frames`` times: all magnitude on the bin nearest ``f0`` Hz, and the phase advance
+    that lands on ``f0`` (read as an advance with integrated phase, as a fixed phase with absolute phase)."""
+    k = round(f0 * decoder.n_fft / sample_rate)
+    log_mag = torch.full((decoder.bins,), -12.0)
+    log_mag[k] = 3.0
+    phase = torch.zeros(decoder.bins)
+    phase[k] = 2 * torch.pi * (f0 - k * sample_rate / decoder.n_fft) * decoder.hop / sample_rate
+    spec = torch.cat([log_mag, phase])[None, :, None].expand(1, -1, frames)
+    own = decoder._own_state(spec)
+    f, _ = decoder.frames(spec, own[1] if decoder.integrated else None)
+    return decoder.overlap_add(f, own[0])[0].reshape(-1)
 
 
 class SpectralCodec(RVQCodec):

@@ -206,14 +206,15 @@ def tokenize_dataset(dataset: str | Path, out: str | Path, codec=None, *, seed: 
     """
     from tqdm.auto import tqdm
 
-    from streamlib.codec import default_checkpoint, load_codec
+    from streamlib.codec import codes_id, default_checkpoint, load_codec
 
     if codec is None:
         codec = load_codec(codec_path)
     dataset, out = Path(dataset), Path(out)
     ckpt = Path(codec_path) if codec_path else default_checkpoint()
     meta = {
-        "codec_sha256": codec.card.get("weights_sha256") or (file_sha256(ckpt) if ckpt.exists() else None),
+        # the identity of the codes (codes_id): a codec with a retrained decoder alone makes the same tokens
+        "codec_sha256": codes_id(codec.card) or (file_sha256(ckpt) if ckpt.exists() else None),
         "codec_card": {k: codec.card.get(k) for k in ("steps", "preset") if k in codec.card},
         "sample_rate": codec.sample_rate, "hop": codec.hop, "frame_rate": codec.sample_rate // codec.hop,
         "levels": codec.n_codebooks, "codebook_size": codec.codebook_size, "seed": seed,

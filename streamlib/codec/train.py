@@ -75,6 +75,9 @@ class CodecTrainConfig:
     semitone_weight: float = 0.0  # L1 of log semitone spectra (reconstruction vs original)
     pitch_head_weight: float = 0.0  # cross entropy of the first-level pitch head (needs cfg.pitch_bins)
     mix_fraction: float = 0.5  # share of excerpts taken from mixes (the rest from stems)
+    # train the decoder alone: encoder, quantiser and pitch head frozen, so the codes stay those of the
+    # codec it starts from (train_codec's init_from), and so do the token caches and accompanists made with them
+    decoder_only: bool = False
     bf16: bool = True  # autocast where the device has native bf16 (config.bf16_supported); quantiser in fp32
     seed: int = 0
     save_every_seconds: float = 180.0
@@ -283,11 +286,15 @@ def train_codec(
     device: str | None = None,
     progress: bool = True,
     extra: dict | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train (or resume) a codec; writes ``OUT/train_state.pt`` and ``OUT/log.csv`` when ``out_dir`` is set.
 
     ``steps`` is the total: a resumed run continues to it. ``extra`` is stored in the state (e.g. the
-    preset name and the data recipe) for the card.
+    preset name and the data recipe) for the card. ``init_from``: a codec checkpoint (``.safetensors``)
+    whose weights a fresh run starts from (fresh optimiser); tensors whose shape differs keep their new
+    initialisation (e.g. the decoder's head when ``decoder_overlap`` changes) and are listed in
+    ``extra["init_from"]``. ``cfg.decoder_only`` needs it: the frozen encoder and quantiser must be trained ones.
     """
     from tqdm.auto import tqdm
 
@@ -296,7 +303,14 @@ def train_codec(
     if cfg.pitch_head_weight > 0 and codec_cfg.pitch_bins != SEMITONE_BINS:
         raise ConfigError(f"pitch_head_weight > 0 needs a codec with a pitch head of pitch_bins={SEMITONE_BINS} "
                           f"(one per semitone, C1-B7), got {codec_cfg.pitch_bins}")
+    if cfg.decoder_only and init_from is None and not (out_dir and (Path(out_dir) / "train_state.pt").exists()):
+        raise ConfigError("decoder_only trains the decoder of an existing codec: give init_from (codec train --init-from)")
     model = build_codec_model(codec_cfg).to(dev)
+    extra = dict(extra or {})
+    if init_from is not None:
+        extra["init_from"] = init_weights(model, init_from)
+    if cfg.decoder_only:
+        freeze_tokenizer(model)
     opt = _optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     disc = disc_opt = disc_sched = gan_loss = None
@@ -311,7 +325,8 @@ def train_codec(
         gan_loss = GANLoss(disc).to(dev)
     losses = CodecLosses(codec_cfg.sample_rate).to(dev)
     spectrum = SemitoneSpectrum(codec_cfg.sample_rate, codec_cfg.hop).to(dev)
-    restarter = CodeRestarter(codec_cfg.n_codebooks, codec_cfg.codebook_size) if cfg.code_restart else None
+    restarter = (CodeRestarter(codec_cfg.n_codebooks, codec_cfg.codebook_size)
+                 if cfg.code_restart and not cfg.decoder_only else None)
     sampler = ExcerptSampler(data_root, "train", codec_cfg.sample_rate,
                              int(round(cfg.excerpt_seconds * codec_cfg.sample_rate / codec_cfg.hop)) * codec_cfg.hop,
                              mix_fraction=cfg.mix_fraction)
@@ -321,7 +336,9 @@ def train_codec(
     log_path = Path(out_dir) / "log.csv" if out_dir else None
     if state_path is not None and resume and state_path.exists():
         st = load_training_state(state_path)
-        if st["codec_config"] != dataclasses.asdict(codec_cfg):
+        from streamlib.config import config_from_dict
+
+        if config_from_dict(CodecConfig, st["codec_config"]) != codec_cfg:  # fields added since: their defaults
             raise ConfigError(f"{state_path} was trained with another codec config: {st['codec_config']}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -372,15 +389,16 @@ def train_codec(
         t0 = time.perf_counter()
         x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
         with torch.autocast(**autocast):
-            out = model(x)
+            out = decode_frozen_codes(model, x) if cfg.decoder_only else model(x)
         y, commitment, codebook = out["audio"].float(), out["vq/commitment_loss"], out["vq/codebook_loss"]
         terms = losses(y, x)
         terms["commitment"], terms["codebook"] = commitment, codebook
         w_wave = cfg.waveform_weight * max(0.0, 1.0 - step / max(cfg.waveform_steps, 1))
-        total = (cfg.mel_weight * terms["mel"] + cfg.stft_weight * terms["stft"] + w_wave * terms["waveform"]
-                 + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook)
+        total = cfg.mel_weight * terms["mel"] + cfg.stft_weight * terms["stft"] + w_wave * terms["waveform"]
+        if not cfg.decoder_only:
+            total = total + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
         if cfg.semitone_weight > 0 or cfg.pitch_head_weight > 0:
-            terms.update(pitch_losses(spectrum, y, x, out.get("pitch_logits")))
+            terms.update(pitch_losses(spectrum, y, x, None if cfg.decoder_only else out.get("pitch_logits")))
             total = total + cfg.semitone_weight * terms["semitone"]
             if "pitch_head" in terms:
                 total = total + cfg.pitch_head_weight * terms["pitch_head"]
@@ -423,6 +441,46 @@ def train_codec(
     return TrainResult(model=model, step=step, wall_seconds=wall, last=last, state_path=state_path)
 
 
+def init_weights(model: RVQCodec, path: str | Path) -> dict:
+    """Load a codec checkpoint's weights into ``model`` where names and shapes match; returns what was
+    done (the checkpoint, its weights hash, the tensors left at their fresh initialisation)."""
+    from streamlib.checkpoint import CheckpointError, file_sha256, load_weights
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"--init-from: {path} does not exist")
+    weights = load_weights(path)
+    own = model.state_dict()
+    unknown = sorted(set(weights) - set(own))
+    if unknown:
+        raise CheckpointError(f"{path} is not a checkpoint of this codec design: unknown tensors {unknown[:5]}")
+    fresh = sorted(k for k in own if k not in weights or weights[k].shape != own[k].shape)
+    model.load_state_dict({**own, **{k: v for k, v in weights.items() if k not in fresh}})
+    return {"path": str(path), "weights_sha256": file_sha256(path), "fresh_tensors": fresh}
+
+
+def tokenizer_modules(model: RVQCodec) -> list[torch.nn.Module]:
+    """What makes the codes: the encoder, the quantiser and (trained with them) the first level's pitch head."""
+    return [m for m in (model.encoder, model.quantizer, getattr(model, "pitch_head", None)) if m is not None]
+
+
+def freeze_tokenizer(model: RVQCodec) -> None:
+    """Freeze the encoder, quantiser and pitch head (``decoder_only`` training)."""
+    for m in tokenizer_modules(model):
+        m.requires_grad_(False)
+
+
+def decode_frozen_codes(model: RVQCodec, audio: Tensor) -> dict[str, Tensor]:
+    """``model(audio)`` with the code path frozen: codes from the encoder and quantiser without gradients
+    (quantiser dropout still draws how many levels each excerpt keeps), then the decoder, which learns."""
+    with torch.no_grad():
+        z = model.encoder(audio)
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            z_q, codes, _, commitment, codebook = model.quantizer(z.float(), None)
+    return {"audio": model.decoder(z_q), "codes": codes, "vq/commitment_loss": commitment,
+            "vq/codebook_loss": codebook}
+
+
 def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
     """Rebuild the model from a training state; returns it (eval mode) and the state's metadata."""
     from streamlib.config import config_from_dict
@@ -435,5 +493,6 @@ def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
     return model, meta
 
 
-__all__ = ["CodecTrainConfig", "CodeRestarter", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum", "lr_factor", "model_from_state",
-           "pitch_losses", "train_codec", "TrainResult"]
+__all__ = ["CodecTrainConfig", "CodeRestarter", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum",
+           "decode_frozen_codes", "freeze_tokenizer", "init_weights", "lr_factor", "model_from_state", "pitch_losses",
+           "tokenizer_modules", "train_codec", "TrainResult"]

@@ -4,6 +4,8 @@ Examples::
 
     python -m streamlib codec train --preset book --data data/synth --out runs/codec-book
     python -m streamlib codec train --out runs/more --resume-from checkpoints/codec/book.train_state.pt --steps 40000
+    python -m streamlib codec train --out runs/dec --init-from checkpoints/codec/book.safetensors \
+        --train-option decoder_only=true --codec-option decoder_overlap=4   # a better decoder, the same codes
     python -m streamlib codec export --state runs/codec-book/train_state.pt --out checkpoints/codec/book.safetensors
     python -m streamlib codec eval --data data/synth
 """
@@ -57,7 +59,8 @@ def _train(args: argparse.Namespace) -> int:
 
         state.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.resume_from, state)  # e.g. checkpoints/codec/book.train_state.pt
-    result = train_codec(codec_cfg, cfg, data, args.out, resume=not args.fresh, device=args.device, extra=extra)
+    result = train_codec(codec_cfg, cfg, data, args.out, resume=not args.fresh, device=args.device, extra=extra,
+                         init_from=args.init_from)
     print(f"codec: {result.step} steps, {result.wall_seconds / 60:.1f} min of training; state {result.state_path}")
     print({k: round(v, 4) for k, v in result.last.items()})
     return 0
@@ -167,6 +170,9 @@ def register(sub) -> None:
     t.add_argument("--fresh", action="store_true", help="ignore an existing train_state.pt")
     t.add_argument("--resume-from", help="a saved training state to continue (copied into --out if it has none), "
                                          "e.g. checkpoints/codec/book.train_state.pt")
+    t.add_argument("--init-from", help="start a new run from a codec checkpoint's weights (fresh optimiser), e.g. "
+                                       "checkpoints/codec/book.safetensors; with --train-option decoder_only=true only "
+                                       "its decoder trains and the codes stay the same")
     t.set_defaults(func=_train)
 
     e = what.add_parser("export", help="write checkpoints/codec/NAME.safetensors + card with held-out quality")

@@ -101,6 +101,9 @@ def _run(args) -> int:
     if len(codecs) != 1:
         raise ConfigError(f"the models were trained on different codecs ({', '.join(codecs)}); compare models of one")
     first = next(iter(models.values()))
+    if args.codec and not args.play_along:
+        raise ConfigError("--codec applies to --play-along generation")
+    play_codec = _play_codec(args.codec, models) if args.play_along else None
     window = args.window or get_preset("book").train.window_frames
     windows, info = _windows(args, window, first.cfg.n_q, first.card,
                              chroma=any(m.cfg.input_chroma for m in models.values()))
@@ -124,7 +127,7 @@ def _run(args) -> int:
     if args.by_frame_type:
         _by_frame_type(args, models, windows, info, window)
     if args.play_along:
-        _play_along(args, models)
+        _play_along(args, models, play_codec)
     if args.curves:
         curves = ({"model": r["model"], "seed": r["seed"], "tf": r["tf"], "k": r["k"], "step": step, "val_loss": loss}
                   for r in rows for step, loss in (getattr(models[r["model"]], "card", None) or {}).get("val_curve", []))
@@ -158,16 +161,27 @@ def _by_frame_type(args, models: dict, windows, info, window: int) -> None:
         print("wrote", write_csv(args.frame_type_csv, ("model", "type", "level", "tokens", "reliance", "share"), rows))
 
 
-def _play_along(args, models: dict) -> None:
-    """Generate and score ``--play-along`` clips per model (own input and another song's)."""
-    from streamlib.codec import codec_for
+def _play_codec(path: str | None, models: dict):
+    """The codec that decodes the play-along stems: ``path`` (checked to make the models' codes), else the
+    codec the models' cards name."""
+    from streamlib.codec import codec_for, load_codec
+
+    if path is None:
+        return codec_for(next(iter(models.values())))
+    codec = load_codec(path)
+    for acc in models.values():
+        acc.check_codec(codec)  # the same codes; its decoder may differ
+    return codec
+
+
+def _play_along(args, models: dict, codec) -> None:
+    """Generate and score ``--play-along`` clips per model (own input and another song's), decoded by ``codec``."""
     from streamlib.metrics.scorer import MetricScorer
     from streamlib.playalong import PLAY_ALONG_METRICS, play_along, verdict
     from streamlib.sweep import load_clips, write_csv
     from streamlib.tokens.delay import added_latency_frames
 
     first = next(iter(models.values()))
-    codec = codec_for(first)
     lookahead = max([m.spec.tf for m in models.values() if m.spec is not None] + [0]) + added_latency_frames(first.cfg.n_q)
     clips = load_clips(args.play_along, args.play_along_seconds, lookahead, root=args.dataset, seed=args.seed,
                        sample_rate=codec.sample_rate, per_song=2)
@@ -217,5 +231,8 @@ def register(sub) -> None:
                    help="with --play-along: sampling temperatures (1: the model's distribution; lower: more "
                         "conservative), e.g. --temperature 1 0.7")
     p.add_argument("--dataset", default=None, help="songs of the play-along clips (default: the book set)")
+    p.add_argument("--codec", default=None,
+                   help="decode the play-along stems with this codec checkpoint (default: the codec the models' "
+                        "cards name); it must make the models' codes, e.g. the same codes through another decoder")
     p.add_argument("--seed", type=int, default=0, help="clip draw and sampling seed of --play-along")
     p.set_defaults(func=_run)
