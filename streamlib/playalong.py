@@ -6,7 +6,8 @@ clip's stem from its input mixture and scores it with the play-along metrics of
 ``streamlib.metrics.scorer`` (harmonic agreement with the song's chords, beat F1 against the song's
 beats), next to three references on the same clips:
 
-* the ground-truth stem (the ceiling);
+* the ground-truth stem (the ceiling), and the same stem through the codec (``codec_round_trip``: what a
+  perfect accompanist speaking this codec would play, the ceiling a model can reach);
 * the random-pairing floor (another clip's true stem of the same instrument class);
 * the same model fed **another song's input** (paper A.2's control): a model that listens scores
   lower with it; one that ignores its input scores the same.
@@ -78,6 +79,18 @@ def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, gui
     return out
 
 
+def codec_round_trip(clips, codec, n_q: int) -> list[np.ndarray]:
+    """Each clip's true stem encoded and decoded from ``n_q`` levels: the stems of a perfect accompanist that
+    speaks ``codec`` (kind ``codec_ceiling`` in ``play_along``; chapter 3 measures the same on held-out songs)."""
+    hop = clips[0].sample_rate // FRAME_RATE
+    out = []
+    with torch.inference_mode():
+        for clip in clips:
+            x = torch.as_tensor(np.asarray(clip.target[: clip.frames * hop], dtype=np.float32))[None, None]
+            out.append(codec.decode(codec.encode(x, n_q=n_q)).reshape(-1).cpu().numpy()[: clip.frames * hop])
+    return out
+
+
 def example_panels(models: dict[str, object], clip, target: str, seconds: float = 5.0, *,
                    seed: int = 0) -> dict[str, np.ndarray]:
     """Look and listen (chapter 9): the input mixture (every stem of an example clip but ``target``), the
@@ -114,14 +127,18 @@ def panel_scores(panels: dict[str, np.ndarray], clip) -> dict[str, float]:
 
 def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0, control: bool = True,
                sampling: dict[str, dict] | None = None, log: Callable[[str], None] | None = print) -> list[dict]:
-    """Rows in the sweep's CSV layout: ground truth, random pairing, every model with its own input and,
-    with ``control``, with another song's input (kind ``random_input``). ``models``: label -> accompanist;
-    ``sampling``: label -> ``generate_clips`` settings (``guidance``, ``temperature``; default plain sampling)."""
+    """Rows in the sweep's CSV layout: ground truth, the ground truth through ``codec`` at the models' levels
+    (kind ``codec_ceiling``), random pairing, every model with its own input and, with ``control``, with another
+    song's input (kind ``random_input``). ``models``: label -> accompanist; ``sampling``: label ->
+    ``generate_clips`` settings (``guidance``, ``temperature``; default plain sampling)."""
     from streamlib.stream import ModelEntry
     from streamlib.sweep import _hop, random_pairing, score
 
     hop = _hop(clips[0])
     rows = score("ground truth", "ground_truth", [c.target[: c.frames * hop] for c in clips], clips, scorer, seed=seed)
+    n_q = max((acc.cfg.n_q for acc in models.values()), default=4)
+    rows += score(f"ground truth through the codec ({n_q} levels)", "codec_ceiling", codec_round_trip(clips, codec, n_q),
+                  clips, scorer, seed=seed)
     rows += score("random pairing", "random_floor", random_pairing(clips, seed), clips, scorer, seed=seed)
     for label, acc in models.items():
         spec = getattr(acc, "spec", None)

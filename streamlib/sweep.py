@@ -30,7 +30,7 @@ CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
     "n", "note", "clip_seconds", "x_real_time", "checkpoint", "weights_sha256",
 )
-KINDS = ("streaming", "offline_prefix", "ground_truth", "random_floor", "random_input")
+KINDS = ("streaming", "offline_prefix", "ground_truth", "codec_ceiling", "random_floor", "random_input")
 DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
 
 

@@ -141,6 +141,24 @@ def test_play_along_samples_each_system_with_its_settings():
     assert seen == [(1.0, 1.0), (0.7, 2.0)]
 
 
+def test_the_codec_ceiling_is_the_true_stem_through_the_codec():
+    """A stand-in codec that returns its input (lossless) puts the codec ceiling on the ground truth."""
+    from types import SimpleNamespace
+
+    from streamlib.playalong import codec_round_trip, play_along
+
+    rng = np.random.default_rng(2)
+    clips = [_clip(rng.standard_normal(SR).astype(np.float32) * 0.1, 1.0 * i, track=f"s{i}") for i in range(3)]
+    lossless = SimpleNamespace(encode=lambda x, n_q: x, decode=lambda c: c)
+    hop = SR // 50
+    for clip, y in zip(clips, codec_round_trip(clips, lossless, 4)):
+        assert np.array_equal(y, clip.target[: clip.frames * hop])
+    rows = play_along({}, clips, lossless, MetricScorer(metrics=("harmonic_agreement",)), log=None)
+    by_kind = {r["kind"]: r for r in rows}
+    assert by_kind["codec_ceiling"]["value"] == by_kind["ground_truth"]["value"]
+    assert by_kind["codec_ceiling"]["system"] == "ground truth through the codec (4 levels)"
+
+
 def test_example_panels_hold_input_truth_and_each_generation(tmp_path):
     from streamlib.codec import CausalCodec
     from streamlib.config import StreamSpec, get_preset
