@@ -267,7 +267,7 @@ def test_decoder_only_training_keeps_the_codes_and_names_them(tmp_path):
     from streamlib.checkpoint import CheckpointError, load_card
     from streamlib.codec import codes_id, find_codec
     from streamlib.codec.export import codes_of_parent
-    from streamlib.codec.train import CodecTrainConfig, model_from_state, train_codec
+    from streamlib.codec.train import TOKENIZER_PARTS, CodecTrainConfig, model_from_state, train_codec
 
     _tiny_dataset(tmp_path / "data")
     torch.manual_seed(0)
@@ -287,7 +287,7 @@ def test_decoder_only_training_keeps_the_codes_and_names_them(tmp_path):
     for k, v in resumed.model.state_dict().items():
         assert torch.equal(child[k], v), k
     for k, v in parent.state_dict().items():  # the code path is untouched, the decoder learnt
-        frozen = k.split(".")[0] in ("encoder", "quantizer", "pitch_head")
+        frozen = k.split(".")[0] in TOKENIZER_PARTS
         assert torch.equal(child[k], v) == frozen or (not frozen and child[k].shape != v.shape), k
 
     model, meta = model_from_state(tmp_path / "a" / "train_state.pt")

@@ -27,7 +27,7 @@ from streamlib.checkpoint import file_sha256, hardware, save_weights
 from streamlib.codec.codec import CausalCodec, _strip_weight_norm, load_codec
 from streamlib.codec.model import build_codec_model
 from streamlib.codec.quality import distances, evaluate_codec, lowpass
-from streamlib.codec.train import model_from_state
+from streamlib.codec.train import TOKENIZER_PARTS, model_from_state
 
 PITCH_FIXTURE = {"tracks": 8, "seed": 7, "min_seconds": 16.0, "max_seconds": 20.0}
 EVAL_START = 10.0
@@ -155,7 +155,7 @@ def codes_of_parent(state: dict[str, torch.Tensor], meta: dict) -> dict:
     if not parent.is_file():
         raise CheckpointError(f"a decoder-only run needs its parent codec to export: {parent} is missing")
     weights = load_weights(parent)
-    frozen = [k for k in state if k.split(".")[0] in ("encoder", "quantizer", "pitch_head")]
+    frozen = [k for k in state if k.split(".")[0] in TOKENIZER_PARTS]
     changed = [k for k in frozen if k not in weights or not torch.equal(weights[k], state[k].float())]
     if changed or not frozen:
         raise CheckpointError(f"the codes of this run are not {parent}'s: {changed[:5]} differ")

@@ -459,9 +459,12 @@ def init_weights(model: RVQCodec, path: str | Path) -> dict:
     return {"path": str(path), "weights_sha256": file_sha256(path), "fresh_tensors": fresh}
 
 
+TOKENIZER_PARTS = ("encoder", "quantizer", "pitch_head")  # what makes the codes (the pitch head trains with them)
+
+
 def tokenizer_modules(model: RVQCodec) -> list[torch.nn.Module]:
-    """What makes the codes: the encoder, the quantiser and (trained with them) the first level's pitch head."""
-    return [m for m in (model.encoder, model.quantizer, getattr(model, "pitch_head", None)) if m is not None]
+    """The ``TOKENIZER_PARTS`` of ``model``: the encoder, the quantiser and the first level's pitch head."""
+    return [m for m in (getattr(model, name, None) for name in TOKENIZER_PARTS) if m is not None]
 
 
 def freeze_tokenizer(model: RVQCodec) -> None:
@@ -495,4 +498,4 @@ def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
 
 __all__ = ["CodecTrainConfig", "CodeRestarter", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum",
            "decode_frozen_codes", "freeze_tokenizer", "init_weights", "lr_factor", "model_from_state", "pitch_losses",
-           "tokenizer_modules", "train_codec", "TrainResult"]
+           "TOKENIZER_PARTS", "tokenizer_modules", "train_codec", "TrainResult"]
