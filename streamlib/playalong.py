@@ -82,7 +82,9 @@ def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, gui
 def codec_round_trip(clips, codec, n_q: int) -> list[np.ndarray]:
     """Each clip's true stem encoded and decoded from ``n_q`` levels: the stems of a perfect accompanist that
     speaks ``codec`` (kind ``codec_ceiling`` in ``play_along``; chapter 3 measures the same on held-out songs)."""
-    hop = clips[0].sample_rate // FRAME_RATE
+    from streamlib.sweep import _hop
+
+    hop = _hop(clips[0])
     out = []
     with torch.inference_mode():
         for clip in clips:

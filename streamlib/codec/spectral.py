@@ -204,10 +204,14 @@ class SpectralDecoder(nn.Module):
             own.append(torch.zeros(z.shape[0], self.bins, dtype=torch.float64, device=z.device))
         return own
 
-    def forward(self, z: Tensor) -> Tensor:
-        own = self._own_state(z)
-        f, _ = self.frames(self.net(z), own[1] if self.integrated else None)
+    def synthesize(self, spec: Tensor) -> Tensor:
+        """Head output ``[B, 2F, T]`` -> audio ``[B, 1, T * hop]``, from the zero state of a clip's start."""
+        own = self._own_state(spec)
+        f, _ = self.frames(spec, own[1] if self.integrated else None)
         return self.overlap_add(f, own[0])[0]
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.synthesize(self.net(z))
 
     def init_state(self, z: Tensor) -> State:
         return self._own_state(z) + self.net.init_state(z)
@@ -229,10 +233,7 @@ def steady_frames(decoder: SpectralDecoder, f0: float, frames: int, sample_rate:
     log_mag[k] = 3.0
     phase = torch.zeros(decoder.bins)
     phase[k] = 2 * torch.pi * (f0 - k * sample_rate / decoder.n_fft) * decoder.hop / sample_rate
-    spec = torch.cat([log_mag, phase])[None, :, None].expand(1, -1, frames)
-    own = decoder._own_state(spec)
-    f, _ = decoder.frames(spec, own[1] if decoder.integrated else None)
-    return decoder.overlap_add(f, own[0])[0].reshape(-1)
+    return decoder.synthesize(torch.cat([log_mag, phase])[None, :, None].expand(1, -1, frames)).reshape(-1)
 
 
 class SpectralCodec(RVQCodec):
