@@ -199,3 +199,12 @@ def test_bf16_weights_stay_close_to_fp32(tables):
     gen = acc.generator(0, fast=True, compile=False, dtype=torch.bfloat16)
     gen.feed_input(codes(20, 5))
     assert gen.generate(4).shape == (4, 4) and gen.cache.keys.dtype == torch.bfloat16
+
+
+def test_a_stream_runs_past_the_first_buffer_of_input_frames(tables):
+    """The generator's input buffers grow with the stream (1,024 rows at first): a model without the chroma
+    path reads its (zero) chroma row for every input frame too, past the first 1,024 (20 s)."""
+    acc = make(tables, -2)
+    gen = acc.generator(2, top_k=1, fast=True, compile=False, dtype=FP32)
+    gen.feed_input(codes(1100, 3))
+    assert gen.generate(1050).shape == (4, 1050)  # its last frames read input frames 1,024 and on

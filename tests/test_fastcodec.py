@@ -1,6 +1,8 @@
 """The engine's compiled codec streams (chapter 8): the same codes and audio as the codec's own stream
 encoder and decoder over any chunking, compiled or eager; a compiler failure falls back with a note."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -12,10 +14,26 @@ from streamlib.fastcodec import FrameDecoder, FrameEncoder
 from streamlib.model.fast import compile_settings
 
 
-@pytest.fixture(scope="module")
-def codec():
+@pytest.fixture(scope="module", params=["dac", "spectral"])
+def codec(request):
+    """The waveform DAC and the frame-rate codec (small, with the shipped codec's 4-hop synthesis window)."""
     torch.manual_seed(0)
-    return CausalCodec(get_preset("debug").codec)
+    cfg = get_preset("debug").codec
+    if request.param == "spectral":
+        cfg = dataclasses.replace(cfg, arch="spectral", width=16, encoder_blocks=2, decoder_blocks=3, latent=16,
+                                  analysis_fft=1024, decoder_overlap=4)
+    return CausalCodec(cfg)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_a_frame_conv_written_as_taps_equals_the_convolution(dilation):
+    """What the compiled steps trace instead of the depth-wise convolution (``FrameConv.taps``)."""
+    from streamlib.codec.spectral import FrameConv
+
+    torch.manual_seed(0)
+    conv = FrameConv(8, 3, dilation)
+    buf = torch.randn(2, 8, conv.context + 5)
+    torch.testing.assert_close(conv.taps(buf), conv.conv(buf))
 
 
 def streamed(codec, enc, dec, audio, cuts):
