@@ -4,7 +4,9 @@
 (``results/listening/<experiment>_<arm>_compare.csv``, ``_frame_types.csv``, ``_play_along.csv``; the runs and
 commands are in ``docs/listening_experiments.md``). ``listening_runs`` merges them into one row per run,
 ``listening_table`` lays the rows out as the document's table and ``reliance_figure`` draws the input
-reliance by frame type, one bar per run. (Chapter 11's blind listening *study* is ``streamlib.listening``.)
+reliance by frame type, one bar per run. ``gap_table`` lays out play-along rows with the paired listening gap
+(``compare --play-along``, free or with ``--play-along-prompt``: section 7.9). (Chapter 11's blind listening
+*study* is ``streamlib.listening``.)
 """
 
 from __future__ import annotations
@@ -90,6 +92,32 @@ def listening_table(runs: Sequence[dict]) -> tuple[tuple[str, ...], list[tuple]]
     return header, rows
 
 
+def gap_table(paths: Sequence[str | Path], metric: str = "harmonic_agreement") -> tuple[tuple[str, ...], list[tuple]]:
+    """(header, rows) for ``streamlib.viz.markdown_table`` from play-along CSVs (``compare --play-along``): per
+    model its own-input score, the same model with another song's input, the paired gap between them (own minus
+    another song's, clip by clip, ``MetricScorer.paired_gap``) with its 95 % interval, and the file's floor and
+    codec ceiling; "generated" says whether the stems were continued after a true-stem prompt or played from
+    nothing. Models without a gap row (CSVs written before it existed) are left out."""
+    fmt = lambda r: f"{float(r['value']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}]"  # noqa: E731
+    header = ("model", "generated", f"{METRICS.get(metric, metric)}, own input", "another song's input",
+              "gap, own minus another's (paired)", "random pairing", "true stem through the codec")
+    rows = []
+    for path in map(Path, paths):
+        played = [r for r in _rows(path) if r["metric"] == metric]
+        ref = {r["kind"]: r for r in played if r["kind"] in ("random_floor", "codec_ceiling")}
+        for gap in (r for r in played if r["kind"] == "listening_gap"):
+            model = gap["system"].removesuffix(" (own input minus another song's)")
+            own = next(r for r in played if r["system"] == model)
+            ctrl = next(r for r in played if r["system"] == model + _CONTROL)
+            note = gap["note"]
+            how = note[: note.index(";")].replace("continuation after", "continued after") \
+                if note.startswith("continuation") else "from nothing"
+            rows.append((model, how, fmt(own), fmt(ctrl), f"{float(gap['value']):+.3f} [{float(gap['ci_low']):+.3f}, "
+                         f"{float(gap['ci_high']):+.3f}]", *(fmt(ref[k]) if k in ref else "" for k in
+                                                           ("random_floor", "codec_ceiling"))))
+    return header, rows
+
+
 def reliance_figure(runs: Sequence[dict], title: str | None = None):
     """Chapter 7: input reliance (nats per token) by frame type of the target, one bar per run; the arms
     in two colours, seed 1 hatched."""
@@ -109,4 +137,4 @@ def reliance_figure(runs: Sequence[dict], title: str | None = None):
     return fig
 
 
-__all__ = ["LISTENING_DIR", "listening_runs", "listening_table", "reliance_figure"]
+__all__ = ["LISTENING_DIR", "gap_table", "listening_runs", "listening_table", "reliance_figure"]

@@ -10,7 +10,15 @@ beats), next to three references on the same clips:
   perfect accompanist speaking this codec would play, the ceiling a model can reach);
 * the random-pairing floor (another clip's true stem of the same instrument class);
 * the same model fed **another song's input** (paper A.2's control): a model that listens scores
-  lower with it; one that ignores its input scores the same.
+  lower with it; one that ignores its input scores the same. The **listening gap** (kind ``listening_gap``)
+  is that difference taken clip by clip, with its own interval: paired, it resolves a smaller gap than two
+  separate intervals do.
+
+``prompt_frames`` > 0 asks a sharper question (a *continuation*): the clip's true stem is teacher-forced for
+its first frames, and only what the model plays after them is scored, against the same window of every
+reference (``continuation_clips``). The prompt tells the model the key and the note it is on, so a model that
+keeps the key from its own history scores above the floor here even if it ignores its input; whether it
+*listens* shows in the control, which gets the same prompt and another song's input.
 
 ``render`` generates offline with the model's own causal layout (every input frame known up front,
 the generator sees only what t_f allows), which is what the streaming engine produces without its
@@ -30,6 +38,7 @@ from streamlib.config import FRAME_RATE
 
 PLAY_ALONG_METRICS = ("harmonic_agreement", "beat_f1_song")
 CONTROL_KIND = "random_input"
+GAP_KIND = "listening_gap"  # own input minus another song's, clip by clip (``MetricScorer.paired_gap``)
 
 
 def input_chroma_for(acc, input_audio: np.ndarray, sample_rate: int, frames: int) -> torch.Tensor | None:
@@ -44,39 +53,70 @@ def input_chroma_for(acc, input_audio: np.ndarray, sample_rate: int, frames: int
 
 
 def render(acc, codec, input_audio: np.ndarray, category: int, frames: int, *, seed: int = 0,
-           temperature: float = 1.0, top_k: int = 200, guidance: float = 1.0) -> np.ndarray:
+           temperature: float = 1.0, top_k: int = 200, guidance: float = 1.0,
+           prompt_audio: np.ndarray | None = None, prompt_frames: int = 0) -> np.ndarray:
     """Generate ``frames`` output frames for ``input_audio`` (mono, the codec's rate) and decode them.
 
     The input is encoded once; the generator reads it through the model's visibility rule, so output
     frame f depends on input frames ``<= f + t_f - 1`` only (chapter 5), as when streamed.
-    ``guidance``: classifier-free guidance scale (``Generator``; 1 = none).
+    ``guidance``: classifier-free guidance scale (``Generator``; 1 = none). ``prompt_frames`` > 0: the first
+    frames are ``prompt_audio`` (the true stem) through the codec, teacher-forced; the model plays the rest.
     """
+    if not 0 <= prompt_frames < frames:
+        raise ValueError(f"prompt_frames must be in [0, {frames}), got {prompt_frames}")
+    if prompt_frames and (prompt_audio is None or len(prompt_audio) < prompt_frames * codec.hop):
+        raise ValueError(f"a prompt of {prompt_frames} frames needs {prompt_frames * codec.hop} samples of the true stem")
     torch.manual_seed(seed)
     with torch.inference_mode():
         x = torch.as_tensor(np.asarray(input_audio, dtype=np.float32))[None, None]
         codes = codec.encode(x, n_q=acc.cfg.n_q)[0]
         gen = acc.generator(category, temperature=temperature, top_k=top_k, guidance=guidance)
         gen.feed_input(codes, input_chroma_for(acc, input_audio, codec.sample_rate, codes.shape[-1]))
-        out = gen.generate(int(frames))
-        return codec.decode(out[None]).reshape(-1).cpu().numpy()
+        parts = []
+        if prompt_frames:
+            y = torch.as_tensor(np.asarray(prompt_audio[: prompt_frames * codec.hop], dtype=np.float32))[None, None]
+            parts.append(codec.encode(y, n_q=acc.cfg.n_q)[0][:, :prompt_frames].to(codes.device))
+            gen.feed_output(parts[0])
+        parts.append(gen.generate(int(frames) - prompt_frames))
+        return codec.decode(torch.cat(parts, dim=1)[None]).reshape(-1).cpu().numpy()
 
 
 def generate_clips(acc, clips, codec, *, seed: int = 0, paired: bool = True, guidance: float = 1.0,
-                   temperature: float = 1.0, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                   temperature: float = 1.0, prompt_frames: int = 0,
+                   progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """One stem per clip; ``paired=False`` feeds clip i the input of clip i + 1 (another song, as a rule).
 
     The input is cut to what the model may see (``clip.frames`` plus its lookahead t_f + D): a control
-    clip's input is as long as the clip's own. ``guidance`` and ``temperature`` go to ``render``."""
+    clip's input is as long as the clip's own. ``guidance`` and ``temperature`` go to ``render``; so does
+    ``prompt_frames`` of the clip's own true stem (the control gets the same prompt, another song's input)."""
     out = []
     hop = clips[0].sample_rate // FRAME_RATE
     for i, clip in enumerate(clips):
         src = clip if paired else clips[(i + 1) % len(clips)]
         audio = render(acc, codec, src.input_mix, clip.category, clip.frames, seed=seed + i, guidance=guidance,
-                       temperature=temperature)
+                       temperature=temperature, prompt_audio=clip.target, prompt_frames=prompt_frames)
         out.append(audio[: clip.frames * hop])
         if progress:
             progress(i)
     return out
+
+
+def continuation_clips(clips, prompt_frames: int) -> list:
+    """The clips from ``prompt_frames`` on (stems cut, song time moved on): what a continuation is scored
+    against. Stems rendered for the whole clip are cut the same way with ``audio[prompt_frames * hop:]``."""
+    from dataclasses import replace
+
+    from streamlib.sweep import _hop
+
+    if not clips:
+        return []
+    if not 0 <= prompt_frames < min(c.frames for c in clips):
+        raise ValueError(f"prompt_frames must be in [0, {min(c.frames for c in clips)}), got {prompt_frames}")
+    cut = prompt_frames * _hop(clips[0])
+    return [replace(c, input_stems=[a[cut:] for a in c.input_stems], target=c.target[cut:],
+                    frames=c.frames - prompt_frames,
+                    info={**c.info, "start_s": float(c.info.get("start_s", 0.0)) + prompt_frames / FRAME_RATE})
+            for c in clips]
 
 
 def codec_round_trip(clips, codec, n_q: int) -> list[np.ndarray]:
@@ -128,32 +168,51 @@ def panel_scores(panels: dict[str, np.ndarray], clip) -> dict[str, float]:
 
 
 def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0, control: bool = True,
-               sampling: dict[str, dict] | None = None, log: Callable[[str], None] | None = print) -> list[dict]:
+               sampling: dict[str, dict] | None = None, prompt_frames: int = 0,
+               log: Callable[[str], None] | None = print) -> list[dict]:
     """Rows in the sweep's CSV layout: ground truth, the ground truth through ``codec`` at the models' levels
     (kind ``codec_ceiling``), random pairing, every model with its own input and, with ``control``, with another
     song's input (kind ``random_input``). ``models``: label -> accompanist; ``sampling``: label ->
-    ``generate_clips`` settings (``guidance``, ``temperature``; default plain sampling)."""
+    ``generate_clips`` settings (``guidance``, ``temperature``; default plain sampling). ``prompt_frames`` > 0:
+    continuations (module docstring); every row is scored on the clips after the prompt, and each row's
+    ``note`` says so."""
     from streamlib.stream import ModelEntry
-    from streamlib.sweep import _hop, random_pairing, score
+    from streamlib.sweep import _hop, random_pairing, result_rows, score
 
     hop = _hop(clips[0])
-    rows = score("ground truth", "ground_truth", [c.target[: c.frames * hop] for c in clips], clips, scorer, seed=seed)
+    after = continuation_clips(clips, prompt_frames)
+    cut = prompt_frames * hop
+
+    def noted(out: list[dict]) -> list[dict]:
+        if prompt_frames:
+            for r in out:
+                r["note"] = f"continuation after a {prompt_frames / FRAME_RATE:g} s true-stem prompt; " + r["note"]
+        return out
+
+    def scored(system: str, kind: str, stems: list[np.ndarray], **kw) -> list[dict]:
+        return noted(score(system, kind, [a[cut:] for a in stems], after, scorer, seed=seed, **kw))
+
+    rows = scored("ground truth", "ground_truth", [c.target[: c.frames * hop] for c in clips])
     n_q = max((acc.cfg.n_q for acc in models.values()), default=4)
-    rows += score(f"ground truth through the codec ({n_q} levels)", "codec_ceiling", codec_round_trip(clips, codec, n_q),
-                  clips, scorer, seed=seed)
-    rows += score("random pairing", "random_floor", random_pairing(clips, seed), clips, scorer, seed=seed)
+    rows += scored(f"ground truth through the codec ({n_q} levels)", "codec_ceiling", codec_round_trip(clips, codec, n_q))
+    rows += scored("random pairing", "random_floor", random_pairing(clips, seed))
     for label, acc in models.items():
         spec = getattr(acc, "spec", None)
         entry = ModelEntry(label, "offline_prefix" if acc.offline else "streaming", None,
                            None if spec is None else spec.tf, None if spec is None else spec.k, acc)
+        stems = {}
         for paired in (True, False) if control else (True,):
             t0 = time.perf_counter()
-            stems = generate_clips(acc, clips, codec, seed=seed, paired=paired, **(sampling or {}).get(label, {}))
+            stems[paired] = generate_clips(acc, clips, codec, seed=seed, paired=paired, prompt_frames=prompt_frames,
+                                           **(sampling or {}).get(label, {}))
             name = label if paired else f"{label} (another song's input)"
             kind = entry.kind if paired else CONTROL_KIND
-            rows += score(name, kind, stems, clips, scorer, entry=entry, seed=seed)
+            rows += scored(name, kind, stems[paired], entry=entry)
             if log:
                 log(f"{name}: {len(clips)} clips in {time.perf_counter() - t0:.0f} s")
+        if control:
+            gap = scorer.paired_gap([a[cut:] for a in stems[True]], [a[cut:] for a in stems[False]], after, seed=seed)
+            rows += noted(result_rows(f"{label} (own input minus another song's)", GAP_KIND, gap, after, entry=entry))
     return rows
 
 
@@ -163,10 +222,11 @@ def _ci(rows, system: str, metric: str) -> dict | None:
 
 def verdict(rows: Sequence[dict], metrics: Sequence[str] = PLAY_ALONG_METRICS) -> list[dict]:
     """The play-along bar, per model and metric: above the random-pairing floor with non-overlapping
-    95 % intervals, and above the same model fed another song's input (non-overlapping intervals).
+    95 % intervals, and above the same model fed another song's input (non-overlapping intervals); and
+    ``listens``: the paired listening gap's interval above 0 (None without a gap row).
 
-    Returns ``{system, metric, value, floor, control, above_floor, above_control}`` rows (``control``
-    None when the rows have no control for that model).
+    Returns ``{system, metric, value, floor, control, above_floor, above_control, gap, listens}`` rows
+    (``control`` / ``gap`` None when the rows have no control for that model).
     """
     out = []
     for metric in metrics:
@@ -177,12 +237,15 @@ def verdict(rows: Sequence[dict], metrics: Sequence[str] = PLAY_ALONG_METRICS) -
             if r["metric"] != metric or r["kind"] not in ("streaming", "offline_prefix"):
                 continue
             ctrl = _ci(rows, f"{r['system']} (another song's input)", metric)
+            gap = _ci(rows, f"{r['system']} (own input minus another song's)", metric)
             out.append({
                 "system": r["system"], "metric": metric, "value": r["value"], "ci_low": r["ci_low"],
                 "ci_high": r["ci_high"], "floor": floor["value"], "floor_ci_high": floor["ci_high"],
                 "control": None if ctrl is None else ctrl["value"],
                 "above_floor": r["ci_low"] > floor["ci_high"],
                 "above_control": None if ctrl is None else r["ci_low"] > ctrl["ci_high"],
+                "gap": None if gap is None else gap["value"],
+                "listens": None if gap is None else gap["ci_low"] > 0,
             })
     return out
 
@@ -233,5 +296,5 @@ def verdict_line(report: dict, instrument: str) -> str:
     return f"{instrument} {word}: " + "; ".join(parts)
 
 
-__all__ = ["CONTROL_KIND", "PLAY_ALONG_METRICS", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "render", "stem_report", "verdict",
+__all__ = ["CONTROL_KIND", "GAP_KIND", "PLAY_ALONG_METRICS", "continuation_clips", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "render", "stem_report", "verdict",
            "verdict_line"]

@@ -30,7 +30,7 @@ CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
     "n", "note", "clip_seconds", "x_real_time", "checkpoint", "weights_sha256",
 )
-KINDS = ("streaming", "offline_prefix", "ground_truth", "codec_ceiling", "random_floor", "random_input")
+KINDS = ("streaming", "offline_prefix", "ground_truth", "codec_ceiling", "random_floor", "random_input", "listening_gap")
 DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
 
 
@@ -201,6 +201,12 @@ def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int) -> n
 def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequence[Clip], scorer,
           *, entry: ModelEntry | None = None, x_real_time: float | None = None, seed: int = 0) -> list[dict]:
     """Tidy rows (one per metric) for one system's generated stems on ``clips``."""
+    return result_rows(system, kind, scorer(generated, clips, seed=seed), clips, entry=entry, x_real_time=x_real_time)
+
+
+def result_rows(system: str, kind: str, results: dict, clips: Sequence[Clip], *, entry: ModelEntry | None = None,
+                x_real_time: float | None = None) -> list[dict]:
+    """Tidy rows (one per metric) of a scorer's ``{metric: (value, low, high, n, note)}``."""
     base = {
         "system": system, "kind": kind,
         "tf_frames": entry.tf if entry and entry.tf is not None else "",
@@ -212,10 +218,8 @@ def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequen
         "checkpoint": _relative(entry.path) if entry and entry.path else "",
         "weights_sha256": checkpoint.load_card(entry.path)["weights_sha256"] if entry and entry.path else "",
     }
-    rows = []
-    for metric, (value, low, high, n, note) in scorer(generated, clips, seed=seed).items():
-        rows.append({**base, "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": n, "note": note})
-    return rows
+    return [{**base, "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": n, "note": note}
+            for metric, (value, low, high, n, note) in results.items()]
 
 
 def _relative(path: Path) -> str:

@@ -150,7 +150,7 @@ def test_a_model_that_ignores_its_input_relies_on_nothing(quick_windows, codec):
     assert abs(overall["reliance"]) > 1e-4 and overall["share"] == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("flag", ["--guidance", "--temperature"])
+@pytest.mark.parametrize("flag", ["--guidance", "--temperature", "--play-along-prompt"])
 def test_sampling_flags_without_play_along_are_a_one_line_error(flag):
     import subprocess
     import sys
@@ -158,7 +158,20 @@ def test_sampling_flags_without_play_along_are_a_one_line_error(flag):
     result = subprocess.run([sys.executable, "-m", "streamlib", "compare", "checkpoints/models/book_tf+0_k1.safetensors",
                              flag, "2"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == ["error: --guidance and --temperature apply to --play-along generation"]
+    assert result.stderr.strip().splitlines() == [
+        "error: --guidance, --temperature and --play-along-prompt apply to --play-along generation"]
+
+
+def test_a_prompt_as_long_as_the_clip_is_a_one_line_error():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "streamlib", "compare", "checkpoints/models/book_tf+0_k1.safetensors",
+                             "--play-along", "4", "--play-along-seconds", "3", "--play-along-prompt", "3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --play-along-prompt (3 s) must be shorter than --play-along-seconds (3 s)"]
 
 
 def test_a_play_along_codec_must_make_the_models_codes():

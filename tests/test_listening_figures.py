@@ -76,3 +76,24 @@ def test_the_committed_runs_are_the_documented_ones():
             assert at["noise30", seed]["reliance"][t] > 2 * at["paper", seed]["reliance"][t]
     assert not any(any(r["above_floor"].values()) for r in runs) and all(len(r["above_floor"]) == 2 for r in runs)
     assert len({tuple(r["floor"].items()) for r in runs}) == 1   # the same clips, the same floor for every arm
+
+
+def test_the_gap_table_reads_the_paired_rows(tmp_path):
+    from streamlib.listening_figures import gap_table
+    from streamlib.sweep import write_csv
+
+    def row(system, kind, value, low, high, note="mean over clips"):
+        return {"system": system, "kind": kind, "metric": "harmonic_agreement", "value": value, "ci_low": low,
+                "ci_high": high, "n": 22, "note": note}
+
+    prompt = "continuation after a 2 s true-stem prompt; "
+    write_csv([row("random pairing", "random_floor", 0.28, 0.25, 0.33, prompt),
+               row("ground truth through the codec (4 levels)", "codec_ceiling", 0.42, 0.38, 0.46, prompt),
+               row("m", "streaming", 0.36, 0.32, 0.40, prompt), row("m (another song's input)", "random_input",
+                                                                   0.34, 0.30, 0.38, prompt),
+               row("m (own input minus another song's)", "listening_gap", 0.019, 0.003, 0.035, prompt + "paired"),
+               row("old", "streaming", 0.3, 0.2, 0.4)], tmp_path / "p.csv")  # no gap row: left out
+    header, rows = gap_table([tmp_path / "p.csv"])
+    assert len(header) == len(rows[0]) == 7
+    assert rows == [("m", "continued after a 2 s true-stem prompt", "0.360 [0.320, 0.400]", "0.340 [0.300, 0.380]",
+                     "+0.019 [+0.003, +0.035]", "0.280 [0.250, 0.330]", "0.420 [0.380, 0.460]")]

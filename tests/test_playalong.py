@@ -30,6 +30,18 @@ def _clip(target: np.ndarray, start: float, track: str = "song", pitched: bool =
                 info={"track": track, "start_s": start, "chords": CHORDS, "beats": BEATS, "pitched": pitched})
 
 
+def _debug_model():
+    """A small untrained codec and t_f = 0, k = 1 accompanist (the debug preset), seeded."""
+    from streamlib.codec import CausalCodec
+    from streamlib.config import StreamSpec, get_preset
+    from streamlib.model import Accompanist
+
+    debug = get_preset("debug")
+    torch.manual_seed(0)
+    codec = CausalCodec(debug.codec).eval()
+    return codec, Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+
+
 def test_play_along_metrics_know_the_answer():
     # 4 s from 4 s into the song: the chord is A minor; A-C-E scores high, a tritone cluster low
     in_chord = _tones([220.0, 261.63, 329.63], 4.0)
@@ -89,14 +101,8 @@ def test_verdict_needs_non_overlapping_intervals():
 
 
 def test_render_is_seeded_and_causal():
-    from streamlib.codec import CausalCodec
-    from streamlib.config import StreamSpec, get_preset
-    from streamlib.model import Accompanist
 
-    debug = get_preset("debug")
-    torch.manual_seed(0)
-    codec = CausalCodec(debug.codec).eval()
-    acc = Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    codec, acc = _debug_model()
     x = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
     a = render(acc, codec, x, 0, 20, seed=3)
     assert np.array_equal(a, render(acc, codec, x, 0, 20, seed=3)) and len(a) == 20 * codec.hop
@@ -109,15 +115,9 @@ def test_render_is_seeded_and_causal():
 
 
 def test_play_along_samples_each_system_with_its_settings():
-    from streamlib.codec import CausalCodec
-    from streamlib.config import StreamSpec, get_preset
-    from streamlib.model import Accompanist
     from streamlib.playalong import generate_clips, play_along
 
-    debug = get_preset("debug")
-    torch.manual_seed(0)
-    codec = CausalCodec(debug.codec).eval()
-    acc = Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    codec, acc = _debug_model()
     rng = np.random.default_rng(1)
     clips = [_clip(rng.standard_normal(SR).astype(np.float32) * 0.1, 1.0 * i, track=f"s{i}") for i in range(2)]
     plain = generate_clips(acc, clips, codec, seed=0)
@@ -160,16 +160,10 @@ def test_the_codec_ceiling_is_the_true_stem_through_the_codec():
 
 
 def test_example_panels_hold_input_truth_and_each_generation(tmp_path):
-    from streamlib.codec import CausalCodec
-    from streamlib.config import StreamSpec, get_preset
     from streamlib.data.examples import ExampleClip
-    from streamlib.model import Accompanist
     from streamlib.playalong import example_panels, panel_scores
 
-    debug = get_preset("debug")
-    torch.manual_seed(0)
-    codec = CausalCodec(debug.codec).eval()
-    acc = Accompanist(debug.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50)).eval()
+    codec, acc = _debug_model()
     c_maj = _tones([261.63, 329.63, 392.0], 2.0)
     clip = ExampleClip("toy", SR, c_maj, {"S00": c_maj, "S01": _tones([130.81], 2.0)}, {"S00": 0, "S01": 4},
                        {"chords": [[0.0, 2.0, "C:maj"]]})
@@ -190,3 +184,58 @@ def test_example_panels_hold_input_truth_and_each_generation(tmp_path):
         example_panels({"model": acc}, clip, "S09")
     with pytest.raises(ValueError, match="2 s long"):
         example_panels({"model": acc}, clip, "S01", seconds=3.0)
+
+
+def test_a_continuation_starts_with_the_true_stem_and_is_scored_after_it():
+    from streamlib.playalong import codec_round_trip, continuation_clips, generate_clips, play_along
+
+    codec, acc = _debug_model()
+    rng = np.random.default_rng(3)
+    clips = [_clip(rng.standard_normal(SR).astype(np.float32) * 0.1, 2.0 + i, track=f"s{i}") for i in range(2)]
+    hop, p = codec.hop, 20
+    prompted = generate_clips(acc, clips, codec, seed=0, prompt_frames=p)
+    truth = codec_round_trip(clips, codec, 4)
+    for y, t in zip(prompted, truth):  # a causal decoder: the prompt's frames decode as the true stem's do
+        np.testing.assert_allclose(y[: p * hop], t[: p * hop], atol=1e-5)
+    free = generate_clips(acc, clips, codec, seed=0)
+    assert not np.allclose(free[0][: p * hop], prompted[0][: p * hop])
+    after = continuation_clips(clips, p)
+    assert [c.frames for c in after] == [c.frames - p for c in clips]
+    assert [c.info["start_s"] for c in after] == [2.0 + p / 50, 3.0 + p / 50]
+    assert np.array_equal(after[0].target, clips[0].target[p * hop:])
+    assert np.array_equal(after[1].input_mix, clips[1].input_mix[p * hop:])
+    rows = play_along({"m": acc}, clips, codec, MetricScorer(metrics=("active_share",)), prompt_frames=p, log=None)
+    assert {r["clip_seconds"] for r in rows} == {(50 - p) / 50}
+    assert all(r["note"].startswith("continuation after a 0.4 s true-stem prompt") for r in rows)
+    with pytest.raises(ValueError, match="prompt_frames"):
+        continuation_clips(clips, 50)
+    with pytest.raises(ValueError, match="true stem"):
+        render(acc, codec, clips[0].input_mix, 0, 30, prompt_frames=10)
+
+
+def test_the_listening_gap_is_paired_clip_by_clip():
+    """Own input minus another song's, clip by clip: a constant lift of every clip shows as a gap whose interval
+    excludes 0, although the two systems' own intervals overlap (the clips spread more than the lift)."""
+    from streamlib.playalong import verdict
+    from streamlib.sweep import result_rows
+
+    scorer = MetricScorer(metrics=("active_share",), n_boot=500)
+    clips, quiet, loud = [], [], []
+    for i in range(8):  # each clip sounds for a different share of its length; "loud" sounds 0.05 s longer
+        on = 0.1 + 0.1 * i
+        tone = _tones([220.0], 1.0)
+        clips.append(_clip(tone, 0.0, track=f"s{i}"))
+        quiet.append(np.where(np.arange(SR) < on * SR, tone, 0.0).astype(np.float32))
+        loud.append(np.where(np.arange(SR) < (on + 0.05) * SR, tone, 0.0).astype(np.float32))
+    own, other = scorer(loud, clips), scorer(quiet, clips)
+    assert own["active_share"][1] < other["active_share"][2]  # the separate intervals overlap
+    value, low, high, n, _ = scorer.paired_gap(loud, quiet, clips)["active_share"]
+    assert value == pytest.approx(0.05, abs=0.01) and low > 0 and n == 8
+    rows = (result_rows("random pairing", "random_floor", other, clips) + result_rows("m", "streaming", own, clips)
+            + result_rows("m (another song's input)", "random_input", other, clips)
+            + result_rows("m (own input minus another song's)", "listening_gap",
+                          scorer.paired_gap(loud, quiet, clips), clips))
+    (v,) = verdict(rows, metrics=("active_share",))
+    assert v["above_control"] is False and v["listens"] is True and v["gap"] == pytest.approx(value)
+    same = scorer.paired_gap(quiet, quiet, clips)["active_share"]
+    assert same[:3] == (0.0, 0.0, 0.0)

@@ -22,7 +22,10 @@ onsets, chord changes, sustained, silent) and by RVQ level (``streamlib.compare.
 ``--play-along N`` also lets every model generate N held-out clips (the book set's test split, two per
 song at most) with its own input and with another song's, and scores them against the song
 (``streamlib.playalong``: harmonic agreement with its chords, beat F1 against its beats) next to the
-true stem and the random-pairing floor; ``--play-along-csv`` keeps those rows (the sweep's layout)::
+true stem and the random-pairing floor; ``--play-along-csv`` keeps those rows (the sweep's layout).
+``--play-along-prompt SECONDS`` scores continuations instead: the true stem is teacher-forced for that long,
+and every row is scored on the rest of the clip (a model that keeps the key but ignores its input shows as
+one whose control, another song's input after the same prompt, scores the same)::
 
     python -m streamlib compare runs/a.safetensors runs/b.safetensors --play-along 48 \
         --play-along-csv results/listening/a_vs_b.csv
@@ -83,8 +86,11 @@ def _run(args) -> int:
 
     if args.windows_csv and not args.tokens:
         raise ConfigError("--windows-csv needs --tokens (the fixture does not record where its windows come from)")
-    if (args.guidance != [1.0] or args.temperature != [1.0]) and not args.play_along:
-        raise ConfigError("--guidance and --temperature apply to --play-along generation")
+    if (args.guidance != [1.0] or args.temperature != [1.0] or args.play_along_prompt) and not args.play_along:
+        raise ConfigError("--guidance, --temperature and --play-along-prompt apply to --play-along generation")
+    if args.play_along and args.play_along_prompt >= args.play_along_seconds:
+        raise ConfigError(f"--play-along-prompt ({args.play_along_prompt:g} s) must be shorter than "
+                          f"--play-along-seconds ({args.play_along_seconds:g} s)")
     for option, path in (("--csv", args.csv), ("--windows-csv", args.windows_csv), ("--curves", args.curves),
                          ("--play-along-csv", args.play_along_csv), ("--frame-type-csv", args.frame_type_csv)):
         if path:
@@ -177,6 +183,7 @@ def _play_codec(path: str | None, models: dict):
 def _play_along(args, models: dict, codec) -> None:
     """Generate and score ``--play-along`` clips per model (own input and another song's), decoded by ``codec``."""
     from streamlib.metrics.scorer import MetricScorer
+    from streamlib.config import FRAME_RATE
     from streamlib.playalong import PLAY_ALONG_METRICS, play_along, verdict
     from streamlib.sweep import load_clips, write_csv
     from streamlib.tokens.delay import added_latency_frames
@@ -192,12 +199,14 @@ def _play_along(args, models: dict, codec) -> None:
                 name = label + (f" (guidance {g:g})" if g != 1 else "") + (f" (temperature {temp:g})" if temp != 1 else "")
                 systems[name], sampling[name] = acc, {"guidance": g, "temperature": temp}
     scorer = MetricScorer(metrics=PLAY_ALONG_METRICS + ("active_share",))  # + a diagnostic: does it fall silent?
-    rows = play_along(systems, clips, codec, scorer, seed=args.seed, sampling=sampling)
+    rows = play_along(systems, clips, codec, scorer, seed=args.seed, sampling=sampling,
+                      prompt_frames=int(round(args.play_along_prompt * FRAME_RATE)))
     for r in rows:
         print(f"{r['system']:<48} {r['metric']:<20} {r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n']}")
     for v in verdict(rows):
+        gap = "" if v["gap"] is None else f"; listening gap {v['gap']:+.3f}, above 0: {v['listens']}"
         print(f"{v['system']}: {v['metric']} above the floor: {v['above_floor']}, above another song's input: "
-              f"{v['above_control']}")
+              f"{v['above_control']}{gap}")
     if args.play_along_csv:
         print("wrote", write_csv(rows, args.play_along_csv))
 
@@ -224,6 +233,9 @@ def register(sub) -> None:
                    help="also generate this many held-out clips per model and score them against the song")
     p.add_argument("--play-along-seconds", type=number(float, above=0), default=10.0, help="clip length (s)")
     p.add_argument("--play-along-csv", default=None, help="write the play-along rows here (the sweep's layout)")
+    p.add_argument("--play-along-prompt", type=number(float, minimum=0.0), default=0.0,
+                   help="score continuations: teacher-force the true stem for this many seconds, then score the "
+                        "rest of each clip (default 0: free generation)")
     p.add_argument("--guidance", type=number(float, minimum=0.0), nargs="+", default=[1.0],
                    help="with --play-along: classifier-free guidance scales to sample at (1: none; models trained "
                         "with --input-dropout), e.g. --guidance 1 2 3")

@@ -86,8 +86,11 @@ class MetricScorer:
             self._reference_beats[key] = track_beats(mix, sample_rate)
         return self._reference_beats[key]
 
-    def __call__(self, generated: Sequence[np.ndarray], clips: Sequence[Clip],
-                 seed: int = 0) -> dict[str, MetricResult]:
+    def clip_values(self, generated: Sequence[np.ndarray], clips: Sequence[Clip]) -> dict[str, dict[int, float]]:
+        """Every per-clip metric's value per clip: ``{metric: {clip index: value}}``. A clip a metric cannot
+        score is absent from its dict (no chords or beats known, an unpitched target, a silent stem for
+        harmony); FAD is a set statistic and is not here. ``__call__`` aggregates these; ``paired_gap``
+        compares two systems clip by clip."""
         from streamlib.metrics.beats import beat_f1_from_beats, track_beats
 
         if len(generated) != len(clips) or not clips:
@@ -95,40 +98,46 @@ class MetricScorer:
         wanted = set(self.metrics)
         coherent = wanted & {"coherence", "coherence_harmonic", "coherence_percussive"}
         model = self.coherence_model if coherent else None
-        per_clip: dict[str, list[float]] = {m: [] for m in self.metrics if m != "fad"}
-        songs: dict[str, list[str]] = {m: [] for m in per_clip}  # the song of each value: a cluster bootstrap
-        gen_cut, ref_cut, silent = [], [], 0
-        for audio, clip in zip(generated, clips):
+        values: dict[str, dict[int, float]] = {m: {} for m in self.metrics if m != "fad"}
+        for i, (audio, clip) in enumerate(zip(generated, clips)):
             sr = clip.sample_rate
-            song = str(clip.info.get("track", clip.name))
-            before = {m: len(v) for m, v in per_clip.items()}
             n = min(len(audio), clip.frames * sr // FRAME_RATE)
             mix, stem = clip.input_mix[:n], np.asarray(audio, dtype=np.float32)[:n]
             stem_beats = track_beats(stem, sr) if wanted & {"beat_f1", "beat_f1_song"} else None
             if "beat_f1" in wanted:
-                per_clip["beat_f1"].append(beat_f1_from_beats(self.reference_beats(clip.name, mix, sr), stem_beats))
+                values["beat_f1"][i] = beat_f1_from_beats(self.reference_beats(clip.name, mix, sr), stem_beats)
             if "beat_f1_song" in wanted and clip.info.get("beats"):
                 start = float(clip.info["start_s"])
                 truth = np.asarray(clip.info["beats"], dtype=float) - start
-                per_clip["beat_f1_song"].append(beat_f1_from_beats(truth[(truth >= 0) & (truth < n / sr)], stem_beats))
+                values["beat_f1_song"][i] = beat_f1_from_beats(truth[(truth >= 0) & (truth < n / sr)], stem_beats)
             if "harmonic_agreement" in wanted and clip.info.get("chords") and clip.info.get("pitched"):
                 try:
-                    per_clip["harmonic_agreement"].append(
-                        harmonic_agreement(stem, clip.info["chords"], sr, float(clip.info["start_s"])))
+                    values["harmonic_agreement"][i] = harmonic_agreement(stem, clip.info["chords"], sr,
+                                                                         float(clip.info["start_s"]))
                 except ValueError:  # no chroma energy: a silent stem plays no chord
-                    silent += 1
+                    pass
             if "active_share" in wanted:
                 from streamlib.data.sampling import active_frames
 
-                per_clip["active_share"].append(float(np.mean(active_frames(stem, sr))) if len(stem) else 0.0)
+                values["active_share"][i] = float(np.mean(active_frames(stem, sr))) if len(stem) else 0.0
             if coherent:
                 c = coherence(mix, stem, sr, model)
-                per_clip["coherence"].append(c["coherence"])
-                per_clip["coherence_harmonic"].append(c["harmonic"])
-                per_clip["coherence_percussive"].append(c["percussive"])
-            for m, v in per_clip.items():
-                songs[m] += [song] * (len(v) - before[m])
-            gen_cut.append(stem)
+                values["coherence"][i] = c["coherence"]
+                values["coherence_harmonic"][i] = c["harmonic"]
+                values["coherence_percussive"][i] = c["percussive"]
+        return values
+
+    def __call__(self, generated: Sequence[np.ndarray], clips: Sequence[Clip],
+                 seed: int = 0) -> dict[str, MetricResult]:
+        values = self.clip_values(generated, clips)
+        model = self.coherence_model if set(self.metrics) & {"coherence", "coherence_harmonic",
+                                                             "coherence_percussive"} else None
+        scorable = [i for i, c in enumerate(clips) if c.info.get("chords") and c.info.get("pitched")]
+        silent = sum(i not in values.get("harmonic_agreement", {}) for i in scorable)
+        gen_cut, ref_cut = [], []
+        for audio, clip in zip(generated, clips):
+            n = min(len(audio), clip.frames * clip.sample_rate // FRAME_RATE)
+            gen_cut.append(np.asarray(audio, dtype=np.float32)[:n])
             ref_cut.append(np.asarray(clip.target, dtype=np.float32)[:n])
         card = model.card.get("weights_sha256", "unsaved weights") if model is not None else ""
         coh_note = (f"in-house COCOLA-style model ({card}), not the "
@@ -148,13 +157,34 @@ class MetricScorer:
                                   + (f"; {silent} silent stem(s) left out" if silent else ""),
         }
         out: dict[str, MetricResult] = {}
-        for name, values in per_clip.items():
-            if not values:
+        for name, per_clip in values.items():
+            if not per_clip:
                 continue  # no clip carries what this metric needs (e.g. Slakh2100 without chord labels)
-            low, high = bootstrap_ci(values, n_boot=self.n_boot, seed=seed, groups=songs[name])
-            out[name] = (float(np.mean(values)), low, high, len(values), notes[name])
-        if "fad" in wanted:
+            songs = [str(clips[i].info.get("track", clips[i].name)) for i in per_clip]
+            low, high = bootstrap_ci(list(per_clip.values()), n_boot=self.n_boot, seed=seed, groups=songs)
+            out[name] = (float(np.mean(list(per_clip.values()))), low, high, len(per_clip), notes[name])
+        if "fad" in self.metrics:
             out["fad"] = self._fad(gen_cut, ref_cut, clips[0].sample_rate, seed)
+        return out
+
+    def paired_gap(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray], clips: Sequence[Clip],
+                   seed: int = 0) -> dict[str, MetricResult]:
+        """Clip by clip, ``first`` minus ``second`` on every per-clip metric, over the clips both score: the mean
+        difference and its 95 % cluster-bootstrap interval over songs. With a model's stems from its own input
+        and from another song's (same clips, prompt and sampling seed) this is how much it *listens*, measured
+        in what it plays (chapter 7); pairing removes the clip-to-clip spread that two separate intervals keep."""
+        a, b = self.clip_values(first, clips), self.clip_values(second, clips)
+        out: dict[str, MetricResult] = {}
+        for name in a:
+            both = [i for i in a[name] if i in b[name]]
+            if not both:
+                continue
+            diff = [a[name][i] - b[name][i] for i in both]
+            songs = [str(clips[i].info.get("track", clips[i].name)) for i in both]
+            low, high = bootstrap_ci(diff, n_boot=self.n_boot, seed=seed, groups=songs)
+            out[name] = (float(np.mean(diff)), low, high, len(both),
+                         "paired difference per clip (same clips and sampling seeds), mean over the clips both "
+                         "score, bootstrap 95 % CI over songs")
         return out
 
     def _fad(self, generated: list[np.ndarray], reference: list[np.ndarray], sr: int, seed: int) -> MetricResult:
