@@ -241,6 +241,7 @@ class ModelConfig:
     dropout: float = 0.0
     cross_attention: bool = False
     input_chroma: bool = False  # also read the input's causal chroma (streamlib.input_chroma; beyond the paper)
+    present_input: bool = False  # t_f > 0: also read the input frame sounding with the prediction (beyond the paper)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:

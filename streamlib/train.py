@@ -73,6 +73,7 @@ class Run:
     contrast_margin: float = 0.1  # nats per token the true input should beat the rolled one by
     input_dropout: float = 0.0  # share of windows trained without their input: classifier-free guidance at sampling
     input_chroma: bool = False  # a second input path: the input's causal chroma (streamlib.input_chroma)
+    present_input: bool = False  # t_f > 0: also read the input frame sounding with the prediction (cfg.present_input)
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
@@ -387,6 +388,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
     mcfg, tcfg = preset.model, preset.train
     if run.input_chroma:
         mcfg = dataclasses.replace(mcfg, input_chroma=True)
+    if run.present_input:
+        mcfg = dataclasses.replace(mcfg, present_input=True)
     window = tcfg.window_frames
     if run.offline and 2 * window > mcfg.max_frames:
         mcfg = dataclasses.replace(mcfg, max_frames=2 * window)  # input then output: 2T positions

@@ -201,3 +201,90 @@ def test_bad_config(tables):
         Accompanist(PRESET.model, tables[:2], StreamSpec(tf=0, k=1, window=10))
     with pytest.raises(ConfigError):
         make(tables, 0).generator(0, temperature=0)
+
+
+def make_present(tables, tf: int, k: int = 1) -> Accompanist:
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(PRESET.model, present_input=True)
+    acc = Accompanist(cfg, tables, StreamSpec(tf=tf, k=k, window=60)).eval()
+    with torch.no_grad():
+        acc.gate.fill_(1.0)
+    return acc
+
+
+@pytest.mark.parametrize("tf", [1, 3])
+def test_the_present_input_reads_the_frame_sounding_with_the_prediction(tables, tf):
+    """Position j reads input frame j (the newest, t_f ahead) and, with ``present_input``, frame j - t_f: a change
+    to one input frame moves the embedding at exactly those two positions, and visibility holds as before."""
+    acc, t = make_present(tables, tf), 24
+    x, y = codes(t, 1), codes(t, 2)
+    a = align(x, y, 2, tf)
+    x2 = x.clone()
+    x2[..., 10] = (x2[..., 10] + 1) % SIZE
+    b = align(x2, y, 2, tf)
+    moved = (acc.embed(*_streams(b), present=acc.present_of(b.input_codes, b.input_pad_mask))
+             - acc.embed(*_streams(a), present=acc.present_of(a.input_codes, a.input_pad_mask))).abs().amax(-1)[0] > 0
+    assert moved.nonzero()[:, 0].tolist() == [10, 10 + tf]
+    base = acc(*_streams(a))
+    for changed in (8, 20):  # the causality rule of the plain model still holds
+        x3 = x.clone()
+        x3[..., changed:] = (x3[..., changed:] + 1) % SIZE
+        moved = ((acc(*_streams(align(x3, y, 2, tf))) - base).abs().amax(dim=-1)[0] > 0)
+        for q in range(4):
+            for f in range(t):
+                pos = predicting_position(f, q, tf)
+                if pos < moved.shape[1]:
+                    assert bool(moved[q, pos]) == (last_visible_input(f, q, tf) >= changed), (q, f, pos)
+
+
+def test_greedy_generation_with_the_present_input_matches_teacher_forcing(tables):
+    acc, t = make_present(tables, 3), 16
+    x = codes(t + 8, 7)
+    gen = acc.generator(4, top_k=1)
+    gen.feed_input(x[0])
+    out = torch.cat([gen.generate(5), gen.generate(11)], dim=1)
+    a = align(x[..., :t], out[None], 4, 3)
+    pred = acc(*_streams(a)).argmax(-1) + CODE_OFFSET
+    assert torch.equal(pred[a.loss_mask], a.targets[a.loss_mask])
+    plain = make(tables, 3).generator(4, top_k=1)
+    plain.feed_input(x[0])
+    assert not torch.equal(plain.generate(t), out)  # the present term changes what is played
+
+
+def test_the_present_input_is_for_lookahead_models_on_the_plain_path(tables):
+    import dataclasses
+
+    cfg = dataclasses.replace(PRESET.model, present_input=True)
+    for spec in (StreamSpec(tf=0, k=1, window=60), StreamSpec(tf=-5, k=1, window=60)):
+        with pytest.raises(ConfigError, match="t_f >= 1"):
+            Accompanist(cfg, tables, spec)
+    with pytest.raises(ConfigError, match="t_f >= 1"):
+        Accompanist(cfg, tables, offline=True)
+    with pytest.raises(ConfigError, match="fast path"):
+        make_present(tables, 2).generator(0, fast=True, compile=False)
+    acc = make_present(tables, 2)
+    a = align(codes(8, 1), codes(8, 2), 0, 2)
+    with pytest.raises(ConfigError, match="pass present"):
+        acc.embed(*_streams(a))
+
+
+def test_k_chunks_with_the_present_input_follow_the_chunk_rule(tables):
+    """k > 1: the generator re-feeds a chunk once its input arrives; the present term follows the input term."""
+    tf, k = 3, 4
+    acc, t = make_present(tables, tf, k), 12
+    x = codes(t + 10, 8)
+    gen = acc.generator(2, top_k=1)
+    chunks = []
+    for start in range(0, t, k):
+        gen.feed_input(x[0, :, gen.n_input : max(start + tf + 3, 0)])
+        chunks.append(gen.generate(k))
+    out = torch.cat(chunks, dim=1)
+    a = align(x[..., :t], out[None], 2, tf)
+    for prefix in (5, 9):  # a position fed with its input in the first call, and the second call's first
+        keep, mask = chunk_masks(a, prefix, k)
+        pred = acc(*_streams(a), input_keep=keep).argmax(-1) + CODE_OFFSET
+        first = torch.zeros_like(mask)
+        first[..., prefix] = mask[..., prefix]
+        assert first.any() and torch.equal(pred[first], a.targets[first])

@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
               save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
               history_noise=args.history_noise, contrast_weight=args.contrast_weight, input_dropout=args.input_dropout,
-              contrast_margin=args.contrast_margin, input_chroma=args.input_chroma,
+              contrast_margin=args.contrast_margin, input_chroma=args.input_chroma, present_input=args.present_input,
               history_noise_from=args.history_noise_from, own_history=args.own_history)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
@@ -109,6 +109,9 @@ def register(sub) -> None:
     levers.add_argument("--input-chroma", action="store_true",
                         help="a second input path: the input's causal chroma next to its codec codes (beyond the "
                              "paper; the token cache needs mix_chroma: re-run tokenize to add it)")
+    levers.add_argument("--present-input", action="store_true",
+                        help="t_f > 0: also read the input frame sounding with the prediction, not only the newest "
+                             "one t_f ahead (beyond the paper; plain generator only)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")

@@ -11,6 +11,11 @@ Embedding at sequence position j (``streamlib.tokens.visibility`` says which fra
 With ``ModelConfig.input_chroma`` (beyond the paper; chapter 7, "Does the model listen?") the input
 term also reads the frame's causal chroma c_j (``streamlib.input_chroma``): ``LN(W LN(e_x) + W_c c_j)``.
 
+With ``ModelConfig.present_input`` (t_f > 0 only; beyond the paper; chapter 7, section 7.9) the
+input term also reads the **present** input frame, the one sounding with the output frame predicted at
+position j (frame f - 1 at the position predicting frame f, as at t_f = 0): ``LN(W LN(e_x) + W_p LN(e_p))``.
+Without it a lookahead model finds that frame only t_f positions back, through attention.
+
 A PAD input position uses a learned vector in place of ``W LN(e_x)``; a position whose input has not
 arrived yet (inside a k > 1 chunk) carries the output term only. Four linear heads (one matrix)
 predict the next delayed step's codes, one level each.
@@ -53,6 +58,9 @@ class Accompanist(nn.Module):
             raise ConfigError(f"need {cfg.n_q} codebook tables [size, dim], got {tuple(tables.shape)}")
         if spec is None and not offline:
             raise ConfigError("a streaming accompanist needs its StreamSpec (t_f, k)")
+        if cfg.present_input and (offline or spec.tf < 1):
+            raise ConfigError("the present input is for t_f >= 1: at t_f <= 0 (and offline) the newest input frame "
+                              "a position reads is already the present one or older")
         self.cfg, self.spec, self.offline = cfg, spec, offline
         self.codebook_size = int(tables.shape[1])
         latent, d = int(tables.shape[2]), cfg.d_model
@@ -63,6 +71,9 @@ class Accompanist(nn.Module):
         self.input_pad = nn.Parameter(torch.randn(d) * 0.02)
         if cfg.input_chroma:
             self.chroma_proj = nn.Linear(CHROMA_BINS, d)
+        if cfg.present_input:
+            self.present_norm = nn.LayerNorm(latent)
+            self.present_proj = nn.Linear(latent, d)
         self.out_embed = nn.ModuleList(nn.Embedding(vocab_size(self.codebook_size), d) for _ in range(cfg.n_q))
         self.out_norm = nn.LayerNorm(d)
         self.gate = nn.Parameter(torch.zeros(d))  # g in R^d, elementwise (Eq. 3)
@@ -72,13 +83,23 @@ class Accompanist(nn.Module):
             nn.init.normal_(emb.weight, std=0.02)
 
     # ------------------------------------------------------------------ embedding and forward
+    def present_of(self, input_codes: Tensor, input_pad: Tensor) -> tuple[Tensor, Tensor]:
+        """The present input ``(codes [B, n_q, L], pad [B, L])`` of a whole aligned sequence (from position 0):
+        the input stream read t_f positions back, PAD before it starts (``cfg.present_input``)."""
+        lag = self.spec.tf
+        codes, pad = torch.zeros_like(input_codes), torch.ones_like(input_pad)
+        codes[..., lag:], pad[..., lag:] = input_codes[..., :-lag], input_pad[..., :-lag]
+        return codes, pad
+
     def embed(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
-              input_keep: Tensor | None = None, input_features: Tensor | None = None) -> Tensor:
+              input_keep: Tensor | None = None, input_features: Tensor | None = None,
+              present: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Fused embedding ``[B, L, d]`` (Eq. 3) of aligned streams (see ``streamlib.tokens.visibility``).
 
         ``input_keep`` (bool, broadcast to ``[B, L]``) False: that position carries no input term.
         ``input_features`` ``[B, 12, L]``: the input's chroma, required by (and only read by) a model
-        with ``cfg.input_chroma``.
+        with ``cfg.input_chroma``. ``present``: the present input ``(codes, pad)`` of these positions, read by a
+        model with ``cfg.present_input`` (``present_of`` for a whole sequence).
         """
         n_q = self.cfg.n_q
         e_x = sum(self.input_tables[q][input_codes[:, q]] for q in range(n_q))
@@ -87,6 +108,12 @@ class Accompanist(nn.Module):
             if input_features is None:
                 raise ConfigError("this accompanist reads the input's chroma (cfg.input_chroma): pass input_features")
             h = h + self.chroma_proj(input_features.transpose(1, 2).to(h.dtype))
+        if self.cfg.present_input:
+            if present is None:
+                raise ConfigError("this accompanist reads the present input (cfg.present_input): pass present")
+            codes, pad = present
+            e_p = self.present_proj(self.present_norm(sum(self.input_tables[q][codes[:, q]] for q in range(n_q))))
+            h = h + e_p.to(h.dtype) * (~pad)[..., None].to(h.dtype)
         h = torch.where(input_pad[..., None], self.input_pad.to(h.dtype), h)
         h = self.in_out_norm(h)
         if input_keep is not None:
@@ -101,8 +128,12 @@ class Accompanist(nn.Module):
 
     def forward(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
                 input_keep: Tensor | None = None, cache: KVCache | None = None,
-                input_features: Tensor | None = None) -> Tensor:
-        x = self.embed(input_codes, input_pad, output_tokens, input_keep, input_features)
+                input_features: Tensor | None = None, present: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Code logits of aligned streams; a model with ``cfg.present_input`` derives ``present`` from a whole
+        sequence itself (no ``cache``), and takes it from the caller when it runs on a cache."""
+        if self.cfg.present_input and present is None and cache is None:
+            present = self.present_of(input_codes, input_pad)
+        x = self.embed(input_codes, input_pad, output_tokens, input_keep, input_features, present)
         return self.logits(self.backbone(x, cache))
 
     def loss(self, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
@@ -278,6 +309,13 @@ class Generator:
             if features is not None:
                 features[:, arrived] = self.chroma[:, frame[arrived]]
         features = None if features is None else features[None]
+        present = None
+        if self.acc.cfg.present_input:  # the frame sounding with the prediction: t_f frames before the newest
+            back = frame - self.tf
+            seen = (back >= 0) & (back < self.n_input)
+            present_codes = torch.zeros(self.n_q, len(pos), dtype=torch.long, device=self.device)
+            present_codes[:, seen] = self.inputs[:, back[seen]]
+            present = (present_codes[None], (back < 0)[None])
         step = pos - out_off
         tokens = torch.full((self.n_q, len(pos)), PAD, dtype=torch.long, device=self.device)
         has = step >= 0
@@ -286,11 +324,11 @@ class Generator:
         if len(missing) and self.first_missing is None:
             self.first_missing = start + int(missing[0])
         logits = self.acc(codes[None], pad[None], tokens[None], keep[None], cache=self.cache,
-                          input_features=features)[0, :, -1].float()
+                          input_features=features, present=present)[0, :, -1].float()
         if self.free_cache is None:
             return logits  # [n_q, size]
         free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache,
-                        input_features=features)
+                        input_features=features, present=present)
         free = F.log_softmax(free[0, :, -1].float(), dim=-1)
         return free + self.guidance * (F.log_softmax(logits, dim=-1) - free)
 

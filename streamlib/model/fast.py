@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from streamlib.config import ConfigError
 from streamlib.input_chroma import CHROMA_BINS
 from streamlib.model.accompanist import Accompanist, check_chroma, check_sampling, override_tokens
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token
@@ -282,6 +283,9 @@ class FastGenerator:
                  compile: bool = True, dtype: torch.dtype | None = None,
                  notify: Callable[[str], None] | None = None):
         check_sampling(temperature, top_k)
+        if acc.cfg.present_input:
+            raise ConfigError("the fast path does not read the present input (cfg.present_input) yet: use the plain "
+                              "generator (fast=False)")
         self.decoder = fast_decoder(acc, dtype)
         self.n_q, self.notify = acc.cfg.n_q, notify
         self.top_k = min(int(top_k), acc.codebook_size)
