@@ -189,8 +189,8 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
                 r["note"] = f"continuation after a {prompt_frames / FRAME_RATE:g} s true-stem prompt; " + r["note"]
         return out
 
-    def scored(system: str, kind: str, stems: list[np.ndarray], **kw) -> list[dict]:
-        return noted(score(system, kind, [a[cut:] for a in stems], after, scorer, seed=seed, **kw))
+    def scored(system: str, kind: str, stems: list[np.ndarray]) -> list[dict]:
+        return noted(score(system, kind, [a[cut:] for a in stems], after, scorer, seed=seed))
 
     rows = scored("ground truth", "ground_truth", [c.target[: c.frames * hop] for c in clips])
     n_q = max((acc.cfg.n_q for acc in models.values()), default=4)
@@ -200,18 +200,20 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
         spec = getattr(acc, "spec", None)
         entry = ModelEntry(label, "offline_prefix" if acc.offline else "streaming", None,
                            None if spec is None else spec.tf, None if spec is None else spec.k, acc)
-        stems = {}
+        values = {}  # per-clip scores of each stem set, computed once: for its rows and for the paired gap
         for paired in (True, False) if control else (True,):
             t0 = time.perf_counter()
-            stems[paired] = generate_clips(acc, clips, codec, seed=seed, paired=paired, prompt_frames=prompt_frames,
-                                           **(sampling or {}).get(label, {}))
+            stems = [a[cut:] for a in generate_clips(acc, clips, codec, seed=seed, paired=paired,
+                                                     prompt_frames=prompt_frames, **(sampling or {}).get(label, {}))]
             name = label if paired else f"{label} (another song's input)"
             kind = entry.kind if paired else CONTROL_KIND
-            rows += scored(name, kind, stems[paired], entry=entry)
+            values[paired] = scorer.clip_values(stems, after)
+            rows += noted(result_rows(name, kind, scorer(stems, after, seed=seed, values=values[paired]), after,
+                                      entry=entry))
             if log:
                 log(f"{name}: {len(clips)} clips in {time.perf_counter() - t0:.0f} s")
         if control:
-            gap = scorer.paired_gap([a[cut:] for a in stems[True]], [a[cut:] for a in stems[False]], after, seed=seed)
+            gap = scorer.paired_gap(values[True], values[False], after, seed=seed)
             rows += noted(result_rows(f"{label} (own input minus another song's)", GAP_KIND, gap, after, entry=entry))
     return rows
 

@@ -229,13 +229,14 @@ def test_the_listening_gap_is_paired_clip_by_clip():
         loud.append(np.where(np.arange(SR) < (on + 0.05) * SR, tone, 0.0).astype(np.float32))
     own, other = scorer(loud, clips), scorer(quiet, clips)
     assert own["active_share"][1] < other["active_share"][2]  # the separate intervals overlap
-    value, low, high, n, _ = scorer.paired_gap(loud, quiet, clips)["active_share"]
+    loud_v, quiet_v = scorer.clip_values(loud, clips), scorer.clip_values(quiet, clips)
+    value, low, high, n, _ = scorer.paired_gap(loud_v, quiet_v, clips)["active_share"]
     assert value == pytest.approx(0.05, abs=0.01) and low > 0 and n == 8
     rows = (result_rows("random pairing", "random_floor", other, clips) + result_rows("m", "streaming", own, clips)
             + result_rows("m (another song's input)", "random_input", other, clips)
             + result_rows("m (own input minus another song's)", "listening_gap",
-                          scorer.paired_gap(loud, quiet, clips), clips))
+                          scorer.paired_gap(loud_v, quiet_v, clips), clips))
     (v,) = verdict(rows, metrics=("active_share",))
     assert v["above_control"] is False and v["listens"] is True and v["gap"] == pytest.approx(value)
-    same = scorer.paired_gap(quiet, quiet, clips)["active_share"]
+    same = scorer.paired_gap(quiet_v, quiet_v, clips)["active_share"]
     assert same[:3] == (0.0, 0.0, 0.0)

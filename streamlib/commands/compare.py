@@ -182,8 +182,8 @@ def _play_codec(path: str | None, models: dict):
 
 def _play_along(args, models: dict, codec) -> None:
     """Generate and score ``--play-along`` clips per model (own input and another song's), decoded by ``codec``."""
-    from streamlib.metrics.scorer import MetricScorer
     from streamlib.config import FRAME_RATE
+    from streamlib.metrics.scorer import MetricScorer
     from streamlib.playalong import PLAY_ALONG_METRICS, play_along, verdict
     from streamlib.sweep import load_clips, write_csv
     from streamlib.tokens.delay import added_latency_frames

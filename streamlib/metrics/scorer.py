@@ -127,9 +127,11 @@ class MetricScorer:
                 values["coherence_percussive"][i] = c["percussive"]
         return values
 
-    def __call__(self, generated: Sequence[np.ndarray], clips: Sequence[Clip],
-                 seed: int = 0) -> dict[str, MetricResult]:
-        values = self.clip_values(generated, clips)
+    def __call__(self, generated: Sequence[np.ndarray], clips: Sequence[Clip], seed: int = 0,
+                 values: dict[str, dict[int, float]] | None = None) -> dict[str, MetricResult]:
+        """``values``: this scorer's ``clip_values(generated, clips)`` when the caller has them already (it also
+        wants ``paired_gap``): the per-clip metrics are then not computed again."""
+        values = self.clip_values(generated, clips) if values is None else values
         model = self.coherence_model if set(self.metrics) & {"coherence", "coherence_harmonic",
                                                              "coherence_percussive"} else None
         scorable = [i for i, c in enumerate(clips) if c.info.get("chords") and c.info.get("pitched")]
@@ -167,13 +169,13 @@ class MetricScorer:
             out["fad"] = self._fad(gen_cut, ref_cut, clips[0].sample_rate, seed)
         return out
 
-    def paired_gap(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray], clips: Sequence[Clip],
+    def paired_gap(self, a: dict[str, dict[int, float]], b: dict[str, dict[int, float]], clips: Sequence[Clip],
                    seed: int = 0) -> dict[str, MetricResult]:
-        """Clip by clip, ``first`` minus ``second`` on every per-clip metric, over the clips both score: the mean
-        difference and its 95 % cluster-bootstrap interval over songs. With a model's stems from its own input
-        and from another song's (same clips, prompt and sampling seed) this is how much it *listens*, measured
-        in what it plays (chapter 7); pairing removes the clip-to-clip spread that two separate intervals keep."""
-        a, b = self.clip_values(first, clips), self.clip_values(second, clips)
+        """Clip by clip, ``a`` minus ``b`` (two systems' ``clip_values`` on ``clips``) on every per-clip metric,
+        over the clips both score: the mean difference and its 95 % cluster-bootstrap interval over songs. With a
+        model's stems from its own input and from another song's (same clips, prompt and sampling seed) this is
+        how much it *listens*, measured in what it plays (chapter 7); pairing removes the clip-to-clip spread
+        that two separate intervals keep."""
         out: dict[str, MetricResult] = {}
         for name in a:
             both = [i for i in a[name] if i in b[name]]

@@ -83,6 +83,10 @@ class Accompanist(nn.Module):
             nn.init.normal_(emb.weight, std=0.02)
 
     # ------------------------------------------------------------------ embedding and forward
+    def codebook_sum(self, input_codes: Tensor) -> Tensor:
+        """``e_x = sum_q C_q[x_q]`` (Eq. 2): the frozen codec codebook vectors of input codes ``[B, n_q, L]``."""
+        return sum(self.input_tables[q][input_codes[:, q]] for q in range(self.cfg.n_q))
+
     def present_of(self, input_codes: Tensor, input_pad: Tensor) -> tuple[Tensor, Tensor]:
         """The present input ``(codes [B, n_q, L], pad [B, L])`` of a whole aligned sequence (from position 0):
         the input stream read t_f positions back, PAD before it starts (``cfg.present_input``)."""
@@ -102,8 +106,7 @@ class Accompanist(nn.Module):
         model with ``cfg.present_input`` (``present_of`` for a whole sequence).
         """
         n_q = self.cfg.n_q
-        e_x = sum(self.input_tables[q][input_codes[:, q]] for q in range(n_q))
-        h = self.in_proj(self.in_norm(e_x))
+        h = self.in_proj(self.in_norm(self.codebook_sum(input_codes)))
         if self.cfg.input_chroma:
             if input_features is None:
                 raise ConfigError("this accompanist reads the input's chroma (cfg.input_chroma): pass input_features")
@@ -112,7 +115,7 @@ class Accompanist(nn.Module):
             if present is None:
                 raise ConfigError("this accompanist reads the present input (cfg.present_input): pass present")
             codes, pad = present
-            e_p = self.present_proj(self.present_norm(sum(self.input_tables[q][codes[:, q]] for q in range(n_q))))
+            e_p = self.present_proj(self.present_norm(self.codebook_sum(codes)))
             h = h + e_p.to(h.dtype) * (~pad)[..., None].to(h.dtype)
         h = torch.where(input_pad[..., None], self.input_pad.to(h.dtype), h)
         h = self.in_out_norm(h)
