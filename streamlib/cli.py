@@ -50,6 +50,19 @@ def number(kind: type[int] | type[float] = float, *, minimum: float = -math.inf,
     return parse
 
 
+def target_category(text: str) -> int:
+    """argparse type: a category name that may be generated (``Bass``, ``synth lead``) -> its id."""
+    from streamlib.tokens.categories import CATEGORIES, TokenError, category_id, is_target_category
+
+    try:
+        cat = category_id(text)
+    except TokenError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not is_target_category(cat):
+        raise argparse.ArgumentTypeError(f"{CATEGORIES[cat]} is never a target (only inputs)")
+    return cat
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m streamlib",

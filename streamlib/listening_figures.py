@@ -92,6 +92,18 @@ def listening_table(runs: Sequence[dict]) -> tuple[tuple[str, ...], list[tuple]]
     return header, rows
 
 
+def listening_gaps(paths: Sequence[str | Path], metric: str = "harmonic_agreement"
+                   ) -> dict[str, tuple[float, float, float]]:
+    """Per model of play-along CSVs, its paired listening gap for ``metric`` (own input minus another song's,
+    clip by clip): (value, 95 % low, high), as in ``gap_table`` (chapter 7, sections 7.9-7.10)."""
+    out = {}
+    for path in map(Path, paths):
+        for r in _rows(path):
+            if r["metric"] == metric and r["kind"] == "listening_gap":
+                out[r["system"].removesuffix(" (own input minus another song's)")] = _interval(r)
+    return out
+
+
 def gap_table(paths: Sequence[str | Path], metric: str = "harmonic_agreement") -> tuple[tuple[str, ...], list[tuple]]:
     """(header, rows) for ``streamlib.viz.markdown_table`` from play-along CSVs (``compare --play-along``): per
     model its own-input score, the same model with another song's input, the paired gap between them (own minus
@@ -137,4 +149,4 @@ def reliance_figure(runs: Sequence[dict], title: str | None = None):
     return fig
 
 
-__all__ = ["LISTENING_DIR", "gap_table", "listening_runs", "listening_table", "reliance_figure"]
+__all__ = ["LISTENING_DIR", "gap_table", "listening_gaps", "listening_runs", "listening_table", "reliance_figure"]

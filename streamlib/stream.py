@@ -621,23 +621,28 @@ class ModelEntry:
     """One system of the sweep: a checkpoint and where it sits in the (t_f, k) plane (frames)."""
 
     label: str
-    kind: str  # "streaming" or "offline_prefix"
+    kind: str  # "streaming", "offline_prefix" or "offline_masked" (chapter 12)
     path: Path | None
     tf: int | None
     k: int | None
     accompanist: object = field(default=None, compare=False, repr=False)  # preloaded (else loaded from path)
 
     def load(self):
-        """The accompanist: the preloaded one, or ``load_accompanist(path)``."""
+        """The accompanist: the preloaded one, or ``load_accompanist(path)`` (``load_masked`` for the masked model)."""
         if self.accompanist is not None:
             return self.accompanist
+        if self.kind == "offline_masked":
+            from streamlib.model.masked import load_masked
+
+            return load_masked(self.path)
         from streamlib.model import load_accompanist
 
         return load_accompanist(self.path)
 
 
 def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list[ModelEntry]:
-    """The shipped checkpoints ``<root>/models/<prefix>_tf<+-N>_k<M>.safetensors`` (+ offline prefix)."""
+    """The shipped checkpoints ``<root>/models/<prefix>_tf<+-N>_k<M>.safetensors`` (+ the offline prefix decoder
+    and the masked model, ``<prefix>_offline_prefix`` and ``<prefix>_masked``)."""
     folder = Path(root) if root is not None else checkpoint_dir()
     folder = folder / "models" if (folder / "models").is_dir() else folder
     entries = []
@@ -648,7 +653,10 @@ def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list
             entries.append(ModelEntry(f"t_f={to_seconds(tf):g}s k={to_seconds(k):g}s", "streaming", path, tf, k))
         elif path.stem == f"{prefix}_offline_prefix":
             entries.append(ModelEntry("offline prefix", "offline_prefix", path, None, None))
-    entries.sort(key=lambda e: (e.kind != "streaming", e.k or 0, e.tf or 0))
+        elif path.stem == f"{prefix}_masked":
+            entries.append(ModelEntry("offline masked", "offline_masked", path, None, None))
+    order = ("streaming", "offline_prefix", "offline_masked")
+    entries.sort(key=lambda e: (order.index(e.kind), e.k or 0, e.tf or 0))
     return entries
 
 

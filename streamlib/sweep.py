@@ -60,14 +60,15 @@ class Clip:
 
 def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str | Path | None = None,
                split: str = "test", seed: int = 0, sample_rate: int = 16_000, policy: str = "paper",
-               per_song: int = 1) -> list[Clip]:
+               per_song: int = 1, targets: Sequence[int] | None = None) -> list[Clip]:
     """``n`` deterministic (input mixture, target) windows from the book set's test split.
 
     Each clip holds ``seconds`` of evaluated output plus ``lookahead_frames`` more input (paper A.7:
     a t_f > 0 model sees t_f more input than it outputs), chosen with the silence rule (A.3).
     ``per_song`` > 1 draws up to that many clips from each song (another target or start each time; in
     rounds over the songs) when the split has fewer songs than ``n``; the metrics' intervals then
-    resample songs, not clips (``streamlib.metrics.pairing.bootstrap_ci``).
+    resample songs, not clips (``streamlib.metrics.pairing.bootstrap_ci``). ``targets``: category ids the
+    target stem may have (default: any target category), e.g. the bass for a one-instrument accompanist.
     """
     from streamlib.data.sampling import SamplingError, draw_example, frame_hop
     from streamlib.data.slakh import SlakhDataset
@@ -89,7 +90,7 @@ def load_clips(n: int, seconds: float, lookahead_frames: int = 0, *, root: str |
         track = ds[int(t)]
         try:
             ex = draw_example(rng, [s.category for s in track.stems], [track.active(s.name) for s in track.stems],
-                              window, policy, track=int(t))
+                              window, policy, track=int(t), allowed=targets)
         except SamplingError:
             continue
         hop = frame_hop(track.rate)
@@ -156,7 +157,8 @@ def _hop(clip: Clip) -> int:
 def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int = 0,
              prompt_seconds: float = 0.0, paired: bool = True) -> tuple[list[np.ndarray], float]:
     """Run one system on every clip: streaming models through ``stream.stream``, the offline prefix
-    decoder on the whole input; ``codec`` None: the codec the model's card names (``codec_for``).
+    decoder and the masked model (chapter 12) on the whole input; ``codec`` None: the codec the model's card
+    names (``codec_for``).
     ``paired=False`` feeds each clip the input of the next clip (paper A.2's "random input" control).
     Returns (generated stems, mean speed in x real time)."""
     from streamlib.codec import codec_for
@@ -170,9 +172,10 @@ def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int 
     out, speeds = [], []
     for i, clip in enumerate(clips):
         src = clip if paired else clips[(i + 1) % len(clips)]
-        if entry.kind == "offline_prefix":
+        if entry.kind in ("offline_prefix", "offline_masked"):
             t0 = time.perf_counter()
-            audio = _offline(acc, codec, src.input_mix[: clip.frames * _hop(clip)], clip.category, seed + i)
+            whole = _offline if entry.kind == "offline_prefix" else _masked
+            audio = whole(acc, codec, src.input_mix[: clip.frames * _hop(clip)], clip.category, seed + i)
             speeds.append(to_seconds(clip.frames) / (time.perf_counter() - t0))
         else:
             res = stream(acc, codec, src.input_mix, clip.category, seed=seed + i, output_frames=clip.frames,
@@ -192,6 +195,17 @@ def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int) -> n
     gen = acc.generator(category)
     gen.feed_input(codes, input_chroma_for(acc, input_audio, codec.sample_rate, codes.shape[-1]))
     out = gen.generate(codes.shape[-1])
+    return codec.decode(out[None]).reshape(-1).cpu().numpy()
+
+
+def _masked(model, codec, input_audio: np.ndarray, category: int, seed: int) -> np.ndarray:
+    """The masked model: the whole input window, then parallel unmasking with its own sampling plan and
+    guidance scale (``generate_masked``)."""
+    from streamlib.model.masked import generate_masked
+
+    model.check_codec(codec)
+    codes = codec.encode(torch.from_numpy(input_audio)[None, None], n_q=model.n_q)[0]
+    out = generate_masked(model, codes, category, seed=seed)
     return codec.decode(out[None]).reshape(-1).cpu().numpy()
 
 
@@ -296,7 +310,7 @@ def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer
 
 def sweep_figure(rows: Sequence[dict], metric: str, title: str | None = None):
     """Paper-style figure: ``metric`` vs t_f (s), one line per k with CI error bars; the random-pairing
-    floor, the ground truth and the offline prefix decoder as horizontal lines."""
+    floor, the ground truth and the offline systems (prefix decoder, masked model) as horizontal lines."""
     import plotly.graph_objects as go
 
     mine = [r for r in rows if r["metric"] == metric]
@@ -312,7 +326,8 @@ def sweep_figure(rows: Sequence[dict], metric: str, title: str | None = None):
                          array=[_nz(r["ci_high"], r["value"]) - r["value"] for r in pts],
                          arrayminus=[r["value"] - _nz(r["ci_low"], r["value"]) for r in pts]),
         ))
-    styles = {"random_floor": ("dot", "grey"), "offline_prefix": ("dash", "black"), "ground_truth": ("solid", "green")}
+    styles = {"random_floor": ("dot", "grey"), "offline_prefix": ("dash", "black"),
+              "offline_masked": ("dashdot", "purple"), "ground_truth": ("solid", "green")}
     for r in mine:
         if r["kind"] in styles:
             dash, colour = styles[r["kind"]]
@@ -432,7 +447,7 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
     codec = first if codec_path else None  # None: each model streams through the codec its card names
     from streamlib.tokens.delay import added_latency_frames
 
-    delay = added_latency_frames(models[0].load().cfg.n_q)  # the delay pattern's D (streamlib.stream)
+    delay = added_latency_frames(models[0].load().n_q)  # the delay pattern's D (streamlib.stream)
     lookahead = max([m.tf + delay for m in models if m.tf is not None] + [0])
     test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=first.sample_rate, per_song=per_song)
     rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed, control=control)

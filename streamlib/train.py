@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -74,6 +75,11 @@ class Run:
     input_dropout: float = 0.0  # share of windows trained without their input: classifier-free guidance at sampling
     input_chroma: bool = False  # a second input path: the input's causal chroma (streamlib.input_chroma)
     present_input: bool = False  # t_f > 0: also read the input frame sounding with the prediction (cfg.present_input)
+    targets: tuple[int, ...] | None = None  # target categories to train on (e.g. the bass alone); None: all
+
+    def __post_init__(self) -> None:
+        if self.targets is not None:  # a list when read back from a saved state's JSON
+            object.__setattr__(self, "targets", tuple(int(c) for c in self.targets))
 
     def spec(self, window: int) -> StreamSpec | None:
         return None if self.offline else StreamSpec(tf=self.tf, k=self.k, window=window)
@@ -283,20 +289,23 @@ def evaluate(model: Accompanist, windows: dict[str, torch.Tensor], k: int, offli
 
 
 def validation_windows(tokens: str | Path, window: int, n_q: int, n: int | None, policy: str = "paper",
-                       split: str = "validation", chroma: bool = False) -> dict[str, torch.Tensor]:
+                       split: str = "validation", chroma: bool = False,
+                       targets: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
     """``n`` fixed windows spread evenly over a split (all of them when ``n`` is None)."""
-    return split_windows(tokens, window, n_q, n, policy, split, chroma)[0]
+    return split_windows(tokens, window, n_q, n, policy, split, chroma, targets)[0]
 
 
 def split_windows(tokens: str | Path, window: int, n_q: int, n: int | None = None, policy: str = "paper",
-                  split: str = "validation", chroma: bool = False) -> tuple[dict[str, torch.Tensor], list[dict]]:
+                  split: str = "validation", chroma: bool = False,
+                  targets: Sequence[int] | None = None) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """``validation_windows`` and, for each window, where it comes from: its ``row`` of the split
     (``TokenWindows`` item), ``track`` and ``start`` frame. Windows of one track are not independent
     samples; ``streamlib.compare.paired_difference`` groups them by track. ``chroma``: with the
-    windows' ``input_chroma`` (for models with the chroma input path)."""
+    windows' ``input_chroma`` (for models with the chroma input path). ``targets``: only windows whose
+    target stem has one of these category ids (a one-instrument run's validation)."""
     from streamlib.codec.tokenize import TokenWindows
 
-    ds = TokenWindows(tokens, split, window, n_q=n_q, policy=policy, seed=0, chroma=chroma)
+    ds = TokenWindows(tokens, split, window, n_q=n_q, policy=policy, seed=0, chroma=chroma, targets=targets)
     count = len(ds) if n is None else min(n, len(ds))
     idx = np.linspace(0, len(ds) - 1, num=count).round().astype(int)
     info = [{"row": int(i), "track": ds.track_name(int(i)), "start": ds.window_start(int(i)),
@@ -447,8 +456,11 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
     if command:
         commands.append(f"{command}  # sitting from step {step}")
     ds = TokenWindows(run.tokens, "train", window, n_q=mcfg.n_q, policy=run.policy, seed=run.seed,
-                      chroma=run.input_chroma)
-    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy, chroma=run.input_chroma)
+                      chroma=run.input_chroma, targets=run.targets)
+    if len(ds) == 0:
+        raise ConfigError(f"no training windows in {run.tokens} for the target categories {run.targets}")
+    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy, chroma=run.input_chroma,
+                             targets=run.targets)
     use_bf16 = tcfg.bf16 and bf16_supported(device)
 
     def save() -> None:
@@ -620,14 +632,15 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     acc = Accompanist(mcfg, tables, run.spec(window), offline=run.offline)
     acc.load_state_dict(state["model"])
     acc.eval()
-    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy, chroma=mcfg.input_chroma)
+    val = validation_windows(run.tokens, window, mcfg.n_q, run.val_windows, run.policy, chroma=mcfg.input_chroma,
+                             targets=run.targets)
     val_loss = score_windows(acc, val, window)
     fx = None
     if fixture is not None:
         fixture = Path(fixture)
         if not fixture.exists():
             save_val_fixture(validation_windows(run.tokens, preset.train.window_frames, mcfg.n_q, run.val_windows,
-                                                run.policy, chroma=mcfg.input_chroma),
+                                                run.policy, chroma=mcfg.input_chroma, targets=run.targets),
                              fixture)
         fx = load_val_fixture(fixture)
     fx_loss = score_windows(acc, fx, window) if fx is not None else None

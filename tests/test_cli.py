@@ -156,6 +156,9 @@ def test_data_synth_refuses_lengths_it_cannot_make(args, text, tmp_path):
     (["codec", "train", "--out", "{tmp}/run", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
     (["coherence", "train", "--out", "{tmp}/run", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
     (["tokenize", "--dataset", "data/synth", "--out", "{tmp}/run", "--workers", "0"], "argument --workers: must be"),
+    (["train", "--out", "{tmp}/run", "--targets", "Drums"], "argument --targets: unknown category 'Drums'"),
+    (["train", "--out", "{tmp}/run", "--targets", "Vocal"], "argument --targets: Vocal is never a target"),
+    (["compare", "x.safetensors", "--targets", "bas"], "argument --targets: unknown category 'bas'"),
 ])
 def test_counts_and_durations_are_checked_before_the_work(args, text, tmp_path):
     assert_one_line_error(run_cli(*(a.format(tmp=tmp_path) for a in args)), text)

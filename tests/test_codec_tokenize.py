@@ -93,6 +93,11 @@ def test_token_windows(setup):
     both = TokenWindows(root / "tokens", "train", window_frames=100, policy="both")
     public = TokenWindows(root / "tokens", "train", window_frames=100, policy="public")
     assert len(both) == len(ds) + len(public)
+    by_target = [TokenWindows(root / "tokens", "train", window_frames=100, policy="both", targets=(c,))
+                 for c in sorted({both[i]["category"] for i in range(len(both))})]
+    assert sum(len(d) for d in by_target) == len(both)  # every row, in exactly one category's set
+    for d in by_target:
+        assert len({d[i]["category"] for i in range(len(d))}) == 1
     with pytest.raises(ValueError, match="policy"):
         TokenWindows(root / "tokens", "train", window_frames=100, policy="random")
     with pytest.raises(FileNotFoundError):

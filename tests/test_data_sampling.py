@@ -92,6 +92,19 @@ def test_draw_example_hand_cases():
         draw_example(np.random.default_rng(0), [16, 17], [always, always], 100)
 
 
+def test_draw_example_keeps_to_the_allowed_targets():
+    """A one-instrument accompanist (``train --targets Bass``) is evaluated on its instrument only."""
+    always = np.ones(300, bool)
+    cats = [0, 4, 3, 14]
+    drawn = {draw_example(np.random.default_rng(s), cats, [always] * 4, 100).category for s in range(40)}
+    assert drawn == set(cats)
+    for s in range(20):
+        ex = draw_example(np.random.default_rng(s), cats, [always] * 4, 100, allowed=(4,))
+        assert ex.target == 1 and ex.category == 4 and 1 not in ex.inputs
+    with pytest.raises(SamplingError, match=r"allowed here: \[5\]"):
+        draw_example(np.random.default_rng(0), cats, [always] * 4, 100, allowed=(5,))
+
+
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("sampling") / "set"

@@ -97,3 +97,24 @@ def test_the_gap_table_reads_the_paired_rows(tmp_path):
     assert len(header) == len(rows[0]) == 7
     assert rows == [("m", "continued after a 2 s true-stem prompt", "0.360 [0.320, 0.400]", "0.340 [0.300, 0.380]",
                      "+0.019 [+0.003, +0.035]", "0.280 [0.250, 0.330]", "0.420 [0.380, 0.460]")]
+    from streamlib.listening_figures import listening_gaps
+
+    assert listening_gaps([tmp_path / "p.csv"]) == {"m": (0.019, 0.003, 0.035)}
+    assert listening_gaps([tmp_path / "p.csv"], metric="beat_f1_song") == {}
+
+
+def test_the_committed_bass_runs_listen_in_generation():
+    """docs/listening_experiments.md, "One instrument": on the same bass windows and clips, the bass-only models
+    rely on their input more than twice as much as the all-instrument ones, and their paired beat-F1 gap is clear
+    of zero in both seeds; nothing is above the floor yet."""
+    from streamlib.listening_figures import LISTENING_DIR, listening_gaps
+
+    runs = {(r["arm"], r["seed"]): r for r in listening_runs(("bass", "noise30_onbass"), experiment="c3k")}
+    files = [LISTENING_DIR / f"c3k_{arm}_play_along.csv" for arm in ("bass", "noise30_onbass")]
+    beat = listening_gaps(files, metric="beat_f1_song")
+    for seed in (0, 1):
+        bass, every = runs["bass", seed], runs["noise30_onbass", seed]
+        assert bass["reliance"]["all"] > 2 * every["reliance"]["all"]
+        assert bass["val_loss"] < every["val_loss"] - 0.2
+        assert beat[f"c3k_bass_noise30_s{seed}"][1] > 0 >= beat[f"c3k_noise30_s{seed}"][1]
+        assert not any(bass["above_floor"].values())

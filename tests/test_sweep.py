@@ -87,13 +87,35 @@ def test_load_clips_from_quick_set():
         assert c.category not in (16, 17)
     again = load_clips(2, 1.0, lookahead_frames=10, root=book_dataset(quick=True), seed=0)
     assert [c.name for c in again] == [c.name for c in clips]
+    bass = load_clips(4, 1.0, root=book_dataset(quick=True), seed=0, targets=(4,), per_song=2)  # --targets Bass
+    assert [c.category for c in bass] == [4, 4, 4, 4]
 
 
 def test_shipped_models_parses_names(tmp_path):
-    for name in ("book_tf-10_k5", "book_tf+50_k1", "book_offline_prefix", "other_tf0_k1"):
+    for name in ("book_tf-10_k5", "book_tf+50_k1", "book_offline_prefix", "book_masked", "other_tf0_k1"):
         (tmp_path / f"{name}.safetensors").write_bytes(b"")
     found = shipped_models(tmp_path)
-    assert [(e.kind, e.tf, e.k) for e in found] == [("streaming", 50, 1), ("streaming", -10, 5), ("offline_prefix", None, None)]
+    assert [(e.kind, e.tf, e.k) for e in found] == [("streaming", 50, 1), ("streaming", -10, 5),
+                                                    ("offline_prefix", None, None), ("offline_masked", None, None)]
+
+
+def test_the_masked_model_joins_the_sweep_as_an_offline_system(codec, tmp_path):
+    """Chapter 12's model runs on each clip's whole input (t_f = T, k = T): a row of its own, no (t_f, k)."""
+    from streamlib.model.masked import MaskedAccompanist, masked_preset
+
+    torch.manual_seed(0)
+    masked = MaskedAccompanist(masked_preset("debug").model, codec.codebook_tables(4)).eval()
+    entry = ModelEntry("offline masked", "offline_masked", None, None, None, accompanist=masked)
+    clips = make_clips(n=3)
+    rows = run_sweep([entry], clips, codec, rms_scorer, tmp_path / "sweep.csv", progress=None)
+    row = rows[-1]
+    assert (row["system"], row["kind"]) == ("offline masked", "offline_masked")
+    assert row["tf_frames"] == row["k_frames"] == ""
+    assert row["n"] == 3 and row["value"] > 0 and row["x_real_time"] > 0
+    again = run_sweep([entry], clips, codec, rms_scorer, None, progress=None)[-1]
+    assert again["value"] == row["value"]  # seeded per clip
+    fig = sweep_figure(read_csv(tmp_path / "sweep.csv"), "rms")
+    assert any("offline masked" in str(a.text) for a in fig.layout.annotations)
 
 
 def test_committed_sweep_rows_are_the_models_of_their_cards():

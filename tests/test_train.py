@@ -112,6 +112,24 @@ def test_resume_refuses_another_run(tmp_path, codec):
         train(Run(tokens, str(tmp_path / "c"), tf=0, k=7), PRESET, codec=codec, device="cpu", progress=False)
 
 
+def test_a_one_instrument_run_trains_and_validates_on_its_targets_only(tmp_path, codec):
+    """``train --targets Bass``: the run (and its resume) keeps to the bass; a category absent from the cache
+    is refused before any step."""
+    tokens = fake_cache(tmp_path / "tok")
+    run = Run(tokens, str(tmp_path / "bass"), tf=0, steps=2, val_every=2, val_windows=2, targets=[4])
+    assert run.targets == (4,)
+    train(run, PRESET, codec=codec, device="cpu", progress=False)
+    state = load_training_state(tmp_path / "bass" / "train_state.pt")
+    assert tuple(state["run"]["targets"]) == (4,)
+    assert set(validation_windows(tokens, 50, 2, None, targets=run.targets)["category"].tolist()) == {4}
+    assert len(set(validation_windows(tokens, 50, 2, None)["category"].tolist())) > 1
+    longer = dataclasses.replace(run, steps=3)
+    assert train(longer, PRESET, codec=codec, device="cpu", progress=False, log=lambda msg: None)["step"] == 3
+    with pytest.raises(ConfigError, match="no training windows"):
+        train(Run(tokens, str(tmp_path / "none"), tf=0, steps=1, targets=(5,)), PRESET, codec=codec, device="cpu",
+              progress=False)
+
+
 def test_resume_a_state_written_before_a_run_field_existed(tmp_path, codec):
     tokens = fake_cache(tmp_path / "tok")
     run = Run(tokens, str(tmp_path / "a"), tf=0, steps=2, val_every=2, val_windows=2)

@@ -3,7 +3,9 @@ held-out play-along clips with a pitched target, chromagrams of the true stem, t
 codec, the model's stem generated from nothing, and its continuations after a 2 s true-stem prompt with the
 clip's own input and with another song's; the song's chord tones outlined, the prompt's end marked.
 
-    python docs/figures/make_continuation_figure.py MODEL.safetensors OUT.png
+    python docs/figures/make_continuation_figure.py MODEL.safetensors OUT.png [CATEGORY ...]
+
+(CATEGORY, e.g. Bass: only clips with a target of these categories, as ``compare --targets``.)
 
 The committed figures:
 
@@ -11,6 +13,8 @@ The committed figures:
         docs/figures/continuation_tf0.png
     python docs/figures/make_continuation_figure.py runs/listen/export/c3k_tf1_noise30_s0.safetensors \
         docs/figures/continuation_tf1.png
+    python docs/figures/make_continuation_figure.py runs/listen/export/c3k_bass_noise30_s0.safetensors \
+        docs/figures/continuation_bass.png Bass
 """
 
 import sys
@@ -28,17 +32,19 @@ from streamlib.model import load_accompanist  # noqa: E402
 from streamlib.playalong import codec_round_trip, generate_clips  # noqa: E402
 from streamlib.pitch import chord_frames, chroma  # noqa: E402
 from streamlib.sweep import load_clips  # noqa: E402
+from streamlib.tokens.categories import category_id  # noqa: E402
 from streamlib.tokens.delay import added_latency_frames  # noqa: E402
 
 PROMPT = 2 * FRAME_RATE
 
 
-def main(model_path: str, out: str) -> None:
+def main(model_path: str, out: str, *categories: str) -> None:
     torch.set_num_threads(1)
     acc = load_accompanist(model_path).eval()
     codec = codec_for(acc)
     lookahead = max(acc.spec.tf, 0) + added_latency_frames(acc.cfg.n_q)
-    clips = load_clips(32, 5.0, lookahead, sample_rate=codec.sample_rate, per_song=2)  # the play-along clips
+    targets = tuple(category_id(c) for c in categories) or None
+    clips = load_clips(32, 5.0, lookahead, sample_rate=codec.sample_rate, per_song=2, targets=targets)  # compare's
     shown = [c for c in clips if c.info.get("pitched")][:4]  # the control: the next shown clip's input
     panels = {
         "true stem": [c.target for c in shown],
@@ -69,4 +75,4 @@ def main(model_path: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:])

@@ -31,6 +31,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -273,10 +274,11 @@ class TokenWindows(Dataset):
     enough non-silent frames (``windows_overlap_ok``; at most ``tries`` draws, else the best one).
     Tracks shorter than the window are skipped. Codes are raw (0..codebook_size-1), ``n_q`` levels.
     ``chroma=True``: items also hold ``input_chroma`` (float ``[12, window]``, the cache's ``mix_chroma``).
+    ``targets``: keep only mixture rows whose target stem has one of these category ids (default: all).
     """
 
     def __init__(self, root: str | Path, split: str, window_frames: int, n_q: int = 4, policy: str = "paper",
-                 seed: int = 0, tries: int = 20, chroma: bool = False):
+                 seed: int = 0, tries: int = 20, chroma: bool = False, targets: Sequence[int] | None = None):
         if policy not in ("paper", "public", "both"):
             raise ValueError(f"policy must be 'paper', 'public' or 'both', got {policy!r}")
         files = sorted((Path(root) / split).glob("Track*.npz"))
@@ -302,7 +304,8 @@ class TokenWindows(Dataset):
                                          "same --dataset and --out to add it")
                     d["mix_chroma"] = z["mix_chroma"]
             for m in range(len(d["mix_target"])):
-                if policy == "both" or d["mix_policy"][m] == POLICIES[policy]:
+                wanted = targets is None or int(d["categories"][d["mix_target"][m]]) in targets
+                if wanted and (policy == "both" or d["mix_policy"][m] == POLICIES[policy]):
                     self.rows.append((len(self.tracks), m))
             self.tracks.append(d)
             self.names.append(f.stem)

@@ -33,7 +33,7 @@ one whose control, another song's input after the same prompt, scores the same):
 
 from __future__ import annotations
 
-from streamlib.cli import number
+from streamlib.cli import number, target_category
 
 COLUMNS = ("model", "tf", "k", "offline", "steps", "seed", "card_val_loss", "windows", "common_loss",
            "common_loss_swapped", "reliance")
@@ -64,7 +64,8 @@ def _windows(args, window: int, n_q: int, card: dict, chroma: bool = False):
         if made_by not in (None, card["codec_sha256"]):
             raise ConfigError(f"the token cache {args.tokens} holds codec {made_by}'s tokens, the models were "
                               f"trained on codec {card['codec_sha256']}'s")
-        return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split, chroma=chroma)
+        return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split, chroma=chroma,
+                             targets=args.targets)
     fixture = Path(args.fixture) if args.fixture else card_fixture(card)
     if fixture is None:
         raise ConfigError("the models' cards name no validation windows (pass --fixture or --tokens)")
@@ -191,7 +192,7 @@ def _play_along(args, models: dict, codec) -> None:
     first = next(iter(models.values()))
     lookahead = max([m.spec.tf for m in models.values() if m.spec is not None] + [0]) + added_latency_frames(first.cfg.n_q)
     clips = load_clips(args.play_along, args.play_along_seconds, lookahead, root=args.dataset, seed=args.seed,
-                       sample_rate=codec.sample_rate, per_song=2)
+                       sample_rate=codec.sample_rate, per_song=2, targets=args.targets)
     systems, sampling = {}, {}
     for g in args.guidance:  # every model at every guidance scale and temperature (1, 1: plain sampling)
         for temp in args.temperature:
@@ -229,6 +230,9 @@ def register(sub) -> None:
                    help="with --tokens: split the input reliance by frame type (onsets, chord changes, "
                         "sustained, silent) and RVQ level")
     p.add_argument("--frame-type-csv", default=None, help="write the --by-frame-type rows here")
+    p.add_argument("--targets", type=target_category, nargs="+", metavar="CATEGORY",
+                   help="only windows and play-along clips whose target is of these categories, e.g. Bass "
+                        "(default: every target category)")
     p.add_argument("--play-along", type=number(int, minimum=2), default=0,
                    help="also generate this many held-out clips per model and score them against the song")
     p.add_argument("--play-along-seconds", type=number(float, above=0), default=10.0, help="clip length (s)")

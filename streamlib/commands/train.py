@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from streamlib.cli import number
+from streamlib.cli import number, target_category
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -44,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
               save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
               history_noise=args.history_noise, contrast_weight=args.contrast_weight, input_dropout=args.input_dropout,
               contrast_margin=args.contrast_margin, input_chroma=args.input_chroma, present_input=args.present_input,
-              history_noise_from=args.history_noise_from, own_history=args.own_history)
+              history_noise_from=args.history_noise_from, own_history=args.own_history,
+              targets=tuple(args.targets) if args.targets else None)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
     if args.codec:
@@ -79,6 +80,9 @@ def register(sub) -> None:
                    help="training window (default: the preset's; shorter windows make cheap experiments)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--policy", choices=["paper", "public", "both"], default="paper", help="input mixtures")
+    p.add_argument("--targets", type=target_category, nargs="+", metavar="CATEGORY",
+                   help="train on targets of these categories only, e.g. Bass (a one-instrument accompanist; "
+                        "default: every target category)")
     p.add_argument("--val-every", type=number(int, minimum=1), default=100)
     p.add_argument("--save-every", type=number(float, above=0), default=120.0, help="seconds between checkpoints")
     p.add_argument("--max-minutes", type=number(float, above=0),

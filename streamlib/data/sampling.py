@@ -20,6 +20,7 @@ on its index only, so any number of DataLoader workers gives the same batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -132,18 +133,23 @@ def draw_example(
     min_overlap: float = 0.5,
     max_retries: int = 20,
     track: int = 0,
+    allowed: Sequence[int] | None = None,
 ) -> Example:
     """Draw (target, inputs, window) for one track from its stems' categories and activity masks.
 
-    Raises ``SamplingError`` when the track is shorter than the window, has no target-able stem, or
+    ``allowed``: target categories to choose from (default: every ``TARGET_CATEGORIES`` one), e.g. the bass
+    only for a one-instrument accompanist. Raises ``SamplingError`` when the track is shorter than the
+    window, has no target-able stem, or
     ``max_retries`` draws are all rejected by the overlap rule.
     """
     n_frames = min(len(m) for m in masks)
     if n_frames < window_frames:
         raise SamplingError(f"track has {n_frames} frames, window needs {window_frames}")
-    targets = [i for i, c in enumerate(categories) if c in TARGET_CATEGORIES]
+    targets = [i for i, c in enumerate(categories)
+               if c in TARGET_CATEGORIES and (allowed is None or c in allowed)]
     if not targets or len(categories) < 2:
-        raise SamplingError("no stem with a target category (Vocal/Unknown are never targets) or < 2 stems")
+        raise SamplingError("no stem with a target category (Vocal/Unknown are never targets"
+                            + ("" if allowed is None else f"; allowed here: {sorted(allowed)}") + ") or < 2 stems")
     best = 0.0
     for attempt in range(1, max_retries + 1):
         target = targets[int(rng.integers(len(targets)))]

@@ -83,6 +83,11 @@ class Accompanist(nn.Module):
             nn.init.normal_(emb.weight, std=0.02)
 
     # ------------------------------------------------------------------ embedding and forward
+    @property
+    def n_q(self) -> int:
+        """RVQ levels the model reads and writes (``cfg.n_q``; the masked model of chapter 12 has the same)."""
+        return self.cfg.n_q
+
     def codebook_sum(self, input_codes: Tensor) -> Tensor:
         """``e_x = sum_q C_q[x_q]`` (Eq. 2): the frozen codec codebook vectors of input codes ``[B, n_q, L]``."""
         return sum(self.input_tables[q][input_codes[:, q]] for q in range(self.cfg.n_q))
