@@ -67,6 +67,30 @@ def test_a_steady_code_holds_a_note_only_with_integrated_phase(phase):
         assert abs(peak / 50 - round(peak / 50)) < 0.05 and abs(peak - f0) > 5
 
 
+@pytest.mark.parametrize("phase", ["absolute", "integrated"])
+def test_the_phase_advance_loss_hears_the_frame_rate_trap(phase):
+    """``PhaseAdvanceLoss`` (``codec train --train-option phase_weight=...``): 0 for the original itself, near 0
+    for the integrated-phase decoder's steady 110 Hz tone, large for the absolute-phase decoder's 50 Hz lock
+    (its 100 Hz partial turns the loud bins at the wrong rate)."""
+    from streamlib.codec.spectral import SpectralDecoder, steady_frames
+    from streamlib.codec.train import PhaseAdvanceLoss
+
+    sr, f0 = SPECTRAL.sample_rate, 110.0
+    dec = SpectralDecoder(dataclasses.replace(SPECTRAL, decoder_overlap=4, decoder_phase=phase))
+    made = steady_frames(dec, f0, 150, sr)[20 * dec.hop:]
+    made = made / made.abs().max()
+    t = torch.arange(len(made)) / sr
+    note = torch.sin(2 * torch.pi * f0 * t + 0.3)
+    loss = PhaseAdvanceLoss(sr)
+    assert float(loss(note[None, None], note[None, None])) < 1e-6
+    assert float(loss(0.3 * note[None, None], note[None, None])) < 1e-6  # loudness is not its business
+    got = float(loss(made[None, None], note[None, None]))
+    if phase == "integrated":
+        assert got < 0.05
+    else:
+        assert got > 0.3
+
+
 def _audio(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return 0.3 * torch.randn(batch, 1, frames * CFG.hop, generator=g)
@@ -237,6 +261,28 @@ def test_spectral_training_with_pitch_terms_resumes_exactly(tmp_path):
     assert np.isfinite(straight.last["semitone"]) and straight.last["pitch_head"] > 0
     with pytest.raises(ConfigError, match="pitch head"):
         train_codec(dataclasses.replace(SPECTRAL, pitch_bins=0), cfg, tmp_path / "data", tmp_path / "c", progress=False)
+
+
+def test_the_phase_term_trains_and_an_older_log_keeps_its_columns(tmp_path):
+    """``phase_weight`` trains (finite, logged); a run whose log began before the ``phase`` column existed
+    resumes with its own columns, so the log stays one table."""
+    import csv
+
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=2, batch_size=2, excerpt_seconds=0.2, warmup_steps=1, bf16=False, log_every=1,
+                           save_every_seconds=1e9, phase_weight=10.0)
+    run = train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "a", progress=False)
+    assert 0 <= run.last["phase"] <= 2
+    rows = list(csv.reader((tmp_path / "a" / "log.csv").open()))
+    assert rows[0][-1] == "phase" and all(len(r) == len(rows[0]) for r in rows)
+    old = rows[0][:-1]  # a log written before the column existed
+    with (tmp_path / "a" / "log.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([old] + [r[:-1] for r in rows[1:]])
+    train_codec(SPECTRAL, dataclasses.replace(cfg, steps=3), tmp_path / "data", tmp_path / "a", progress=False)
+    rows = list(csv.reader((tmp_path / "a" / "log.csv").open()))
+    assert rows[0] == old and len(rows) == 4 and all(len(r) == len(old) for r in rows)
 
 
 def test_semitone_spectrum_finds_the_note():

@@ -2,6 +2,7 @@
 with FluidSynth-rendered chords and stand-in codecs whose reconstructions are known."""
 
 import numpy as np
+import pytest
 import torch
 
 from streamlib.codec.pitch_eval import Excerpt, harmony_ceiling
@@ -53,3 +54,6 @@ def test_a_codec_that_smears_the_pitch_loses_harmony():
     noisy = lambda a: (a + 3 * np.std(a) * rng.standard_normal(a.shape)).astype(np.float32)  # noqa: E731
     h = harmony_ceiling(StandIn(ex, noisy), ex)
     assert h["stem_q4"] < h["stem_original"] - 0.15
+    assert h["by_part"]["comp"]["n"] == len(ex)  # every excerpt here is a comp part
+    assert h["by_part"]["comp"]["q4"] == pytest.approx(h["stem_q4"])
+    assert h["by_part"]["comp"]["original"] == pytest.approx(h["stem_original"])

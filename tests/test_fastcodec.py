@@ -76,3 +76,14 @@ def test_a_compiler_failure_falls_back_to_the_eager_steps(codec, monkeypatch):
     assert notes == ["torch.compile failed for the codec's encoder step (RuntimeError: inductor exploded); it runs "
                      "eagerly", "torch.compile failed for the codec's decoder step (RuntimeError: inductor exploded); "
                      "it runs eagerly"]
+
+
+def test_bench_codec_reports_the_compiled_frame_steps_next_to_the_plain_streams(codec):
+    """``bench codec`` (and the codec card's speed) measure the engine's compiled steps in the same run."""
+    from streamlib.bench.codec import measure
+
+    speeds = measure(codec, seconds=0.2, chunks=[1], repeats=1)
+    for row in ("enc+dec stream 1f", "encode fast 1f", "decode fast 1f", "enc+dec fast 1f"):
+        assert speeds[row] > 0
+    te, td = 1 / speeds["encode fast 1f"], 1 / speeds["decode fast 1f"]
+    assert speeds["enc+dec fast 1f"] == pytest.approx(1 / (te + td))

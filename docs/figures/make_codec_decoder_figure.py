@@ -2,7 +2,9 @@
 clip's bass (first 5 s), its log-mel spectrogram and chromagram, original and through each codec given
 (checkpoints or decoder-only training states), 4 levels.
 
-    python docs/figures/make_codec_decoder_figure.py LABEL=PATH [LABEL=PATH ...]
+    python docs/figures/make_codec_decoder_figure.py [OUT.png] LABEL=PATH [LABEL=PATH ...]
+
+(OUT.png: another file of docs/figures than codec_decoder_bass.png.)
 
 The committed figure (the first frame-rate decoder's weights kept aside before the retrained one replaced them):
 
@@ -36,7 +38,7 @@ def codec_at(path: str) -> CausalCodec:
     return load_codec(path)
 
 
-def main(specs: list[str]) -> None:
+def main(specs: list[str], out: Path = Path(__file__).with_name("codec_decoder_bass.png")) -> None:
     clip = load_example("test_clip")
     bass = next(s for s, info in clip.info["stems"].items() if info["category_name"] == "Bass")
     x = clip.stems[bass][: 5 * clip.sample_rate].astype(np.float32)
@@ -59,10 +61,13 @@ def main(specs: list[str]) -> None:
     ax[1, 0].set_ylabel("pitch class")
     fig.suptitle("the bundled clip's bass through the codec (4 levels): log-mel (top), chroma (bottom)", fontsize=10)
     fig.tight_layout()
-    out = Path(__file__).with_name("codec_decoder_bass.png")
     fig.savefig(out, dpi=80)
     print("wrote", out)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    if args and args[0].endswith(".png"):
+        main(args[1:], Path(__file__).with_name(args[0]))
+    else:
+        main(args)

@@ -37,8 +37,9 @@ def _median_time(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def measure(codec, seconds: float, chunks: list[int], repeats: int) -> dict[str, float]:
-    """Speeds in x real time of one codec: batch encode/decode and streaming encode+decode per chunk size."""
+def measure(codec, seconds: float, chunks: list[int], repeats: int, fast: bool = True) -> dict[str, float]:
+    """Speeds in x real time of one codec: batch encode/decode, streaming encode+decode per chunk size and,
+    with ``fast``, the engine's compiled 1-frame steps (``streamlib.fastcodec``; chapter 8, "The fast path")."""
     torch.manual_seed(0)
     n = int(seconds * codec.sample_rate) // codec.hop * codec.hop
     audio = 0.1 * torch.randn(1, 1, n)
@@ -64,7 +65,28 @@ def measure(codec, seconds: float, chunks: list[int], repeats: int) -> dict[str,
         out[f"encode stream {k}f"] = seconds / te
         out[f"decode stream {k}f"] = seconds / td
         out[f"enc+dec stream {k}f"] = seconds / (te + td)
+    if fast:
+        out.update(_measure_fast(codec, audio, codes, seconds, repeats))
     return out
+
+
+def _measure_fast(codec, audio: torch.Tensor, codes: torch.Tensor, seconds: float, repeats: int) -> dict[str, float]:
+    """The compiled frame steps the streaming engine runs (one call per 20 ms frame; the warm-up of
+    ``_median_time`` compiles them, or they fall back to the eager steps with a printed note)."""
+    from streamlib.fastcodec import FrameDecoder, FrameEncoder
+
+    def encode() -> None:
+        enc = FrameEncoder(codec, codec.n_codebooks, notify=print)
+        for i in range(0, audio.shape[-1], codec.hop):
+            enc.push(audio[..., i : i + codec.hop])
+
+    def decode() -> None:
+        dec = FrameDecoder(codec, notify=print)
+        for i in range(codes.shape[-1]):
+            dec.push(codes[..., i : i + 1])
+
+    te, td = _median_time(encode, repeats), _median_time(decode, repeats)
+    return {"encode fast 1f": seconds / te, "decode fast 1f": seconds / td, "enc+dec fast 1f": seconds / (te + td)}
 
 
 def _codec_for(preset: str):

@@ -230,7 +230,9 @@ def pitch_fidelity(codec, excerpts: list[Excerpt], levels: tuple[int, ...] = (4,
 
 def harmony_ceiling(codec, stems: list[Excerpt], levels: tuple[int, ...] = (4,)) -> dict:
     """Mean harmonic agreement of pitched stems with their songs' chords: the originals, their
-    reconstructions from ``q`` levels (``stem_q{q}``), and another song's stem (``stem_other_song``)."""
+    reconstructions from ``q`` levels (``stem_q{q}``), and another song's stem (``stem_other_song``);
+    ``by_part`` holds the originals and reconstructions per part (``bass``, ``comp``, ...): the low bass
+    is where a frame-rate decoder loses notes (docs/codec_experiments.md)."""
     from streamlib.metrics.harmony import harmonic_agreement
 
     _encode_all(codec, stems)
@@ -239,12 +241,16 @@ def harmony_ceiling(codec, stems: list[Excerpt], levels: tuple[int, ...] = (4,))
     def agree(audio, e):
         return harmonic_agreement(audio, e.meta["synth"]["chords"], sr, offset_seconds=e.start)
 
-    out = {"stem_original": float(np.mean([agree(e.audio, e) for e in stems]))}
-    for q in levels:
-        out[f"stem_q{q}"] = float(np.mean([agree(codec.decode(e.codes[None, :q])[0, 0].cpu().numpy(), e)
-                                           for e in stems]))
+    original = [agree(e.audio, e) for e in stems]
+    rebuilt = {q: [agree(codec.decode(e.codes[None, :q])[0, 0].cpu().numpy(), e) for e in stems] for q in levels}
+    out = {"stem_original": float(np.mean(original)), **{f"stem_q{q}": float(np.mean(v)) for q, v in rebuilt.items()}}
     others = [(e, stems[(i + 7) % len(stems)]) for i, e in enumerate(stems)]
     out["stem_other_song"] = float(np.mean([agree(o.audio, e) for e, o in others if o.track != e.track]))
+    out["by_part"] = {}
+    for part in sorted({e.kind for e in stems}):
+        mine = [i for i, e in enumerate(stems) if e.kind == part]
+        out["by_part"][part] = {"n": len(mine), "original": float(np.mean([original[i] for i in mine])),
+                                **{f"q{q}": float(np.mean([v[i] for i in mine])) for q, v in rebuilt.items()}}
     return out
 
 

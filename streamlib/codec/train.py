@@ -74,6 +74,7 @@ class CodecTrainConfig:
     code_restart: bool = False  # give codes that fell out of use a current encoder output (see CodeRestarter)
     semitone_weight: float = 0.0  # L1 of log semitone spectra (reconstruction vs original)
     pitch_head_weight: float = 0.0  # cross entropy of the first-level pitch head (needs cfg.pitch_bins)
+    phase_weight: float = 0.0  # PhaseAdvanceLoss: the low partials' frequencies within their bins (the bass)
     mix_fraction: float = 0.5  # share of excerpts taken from mixes (the rest from stems)
     # train the decoder alone: encoder, quantiser and pitch head frozen, so the codes stay those of the
     # codec it starts from (train_codec's init_from), and so do the token caches and accompanists made with them
@@ -198,6 +199,37 @@ def pitch_losses(spectrum: SemitoneSpectrum, estimate: Tensor, reference: Tensor
         ce = -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)
         out["pitch_head"] = (ce * keep).sum() / keep.sum().clamp_min(1)
     return out
+
+
+class PhaseAdvanceLoss(torch.nn.Module):
+    """How far the reconstruction's phase advances from one STFT frame to the next, against the original's,
+    in the bins below ``max_hz``: ``sum w |u_y - u_x|^2 / 2`` with ``u`` the unit phasor of
+    ``X_n conj(X_{n-1})`` and ``w`` the original's energy share (``|X_n X_{n-1}|``, normalised per excerpt);
+    0 when every loud low bin turns like the original's, 2 when it turns the opposite way.
+
+    Why: a magnitude loss places a low note's energy in a 7.8 Hz bin, the phase advance says where in the bin
+    it sits; a frame-rate decoder whose steady frames repeat every 20 ms turns a held bass note into partials
+    at multiples of 50 Hz (G1, G2, D3: docs/codec_experiments.md), and only the advance tells it so.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int = 2048, hop: int = 256, max_hz: float = 1000.0):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.bins = int(max_hz * n_fft / sample_rate) + 1
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def advance(self, audio: Tensor) -> Tensor:
+        """``X_n conj(X_{n-1})`` of the low bins, ``[B, bins, frames - 1]`` (complex)."""
+        x = torch.stft(audio[:, 0].float(), self.n_fft, self.hop, window=self.window, center=False,
+                       return_complex=True)[:, : self.bins]
+        return x[..., 1:] * x[..., :-1].conj()
+
+    def forward(self, estimate: Tensor, reference: Tensor) -> Tensor:
+        d_ref, d_est = self.advance(reference), self.advance(estimate)
+        w = d_ref.abs()
+        w = w / w.sum(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        unit = lambda d: d / (d.abs() + 1e-8)  # noqa: E731
+        return ((unit(d_est) - unit(d_ref)).abs().pow(2) * w).sum(dim=(1, 2)).mean() / 2
 
 
 class CodeRestarter:
@@ -325,6 +357,7 @@ def train_codec(
         gan_loss = GANLoss(disc).to(dev)
     losses = CodecLosses(codec_cfg.sample_rate).to(dev)
     spectrum = SemitoneSpectrum(codec_cfg.sample_rate, codec_cfg.hop).to(dev)
+    phase_loss = PhaseAdvanceLoss(codec_cfg.sample_rate).to(dev) if cfg.phase_weight > 0 else None
     restarter = (CodeRestarter(codec_cfg.n_codebooks, codec_cfg.codebook_size)
                  if cfg.code_restart and not cfg.decoder_only else None)
     sampler = ExcerptSampler(data_root, "train", codec_cfg.sample_rate,
@@ -371,11 +404,14 @@ def train_codec(
         save_training_state(state_path, st)
 
     fields = ["step", "wall_seconds", "lr", "total", "mel", "stft", "waveform", "commitment", "codebook",
-              "semitone", "pitch_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm"]
+              "semitone", "pitch_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm", "phase"]
     if log_path is not None and not log_path.exists():
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
+    elif log_path is not None:  # a resumed run keeps the columns its log began with
+        with open(log_path, newline="") as f:
+            fields = next(csv.reader(f))
 
     autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16 and bf16_supported(dev))
     model.train()
@@ -402,6 +438,9 @@ def train_codec(
             total = total + cfg.semitone_weight * terms["semitone"]
             if "pitch_head" in terms:
                 total = total + cfg.pitch_head_weight * terms["pitch_head"]
+        if phase_loss is not None:
+            terms["phase"] = phase_loss(y, x)
+            total = total + cfg.phase_weight * terms["phase"]
         if disc is not None:
             d_loss = gan_loss.discriminator_loss(losses.signal(y.detach()), losses.signal(x))
             disc_opt.zero_grad(set_to_none=True)
@@ -496,6 +535,6 @@ def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
     return model, meta
 
 
-__all__ = ["CodecTrainConfig", "CodeRestarter", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum",
+__all__ = ["CodecTrainConfig", "CodeRestarter", "PhaseAdvanceLoss", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum",
            "decode_frozen_codes", "freeze_tokenizer", "init_weights", "lr_factor", "model_from_state", "pitch_losses",
            "TOKENIZER_PARTS", "tokenizer_modules", "train_codec", "TrainResult"]
