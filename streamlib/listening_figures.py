@@ -17,6 +17,7 @@ from typing import Sequence
 
 from streamlib.compare import FRAME_TYPES
 from streamlib.paths import REPO_ROOT
+from streamlib.playalong import GAP_SUFFIX
 
 LISTENING_DIR = REPO_ROOT / "results" / "listening"
 RELIANCE_TYPES = ("all",) + FRAME_TYPES
@@ -100,7 +101,7 @@ def listening_gaps(paths: Sequence[str | Path], metric: str = "harmonic_agreemen
     for path in map(Path, paths):
         for r in _rows(path):
             if r["metric"] == metric and r["kind"] == "listening_gap":
-                out[r["system"].removesuffix(" (own input minus another song's)")] = _interval(r)
+                out[r["system"].removesuffix(GAP_SUFFIX)] = _interval(r)
     return out
 
 
@@ -118,7 +119,7 @@ def gap_table(paths: Sequence[str | Path], metric: str = "harmonic_agreement") -
         played = [r for r in _rows(path) if r["metric"] == metric]
         ref = {r["kind"]: r for r in played if r["kind"] in ("random_floor", "codec_ceiling")}
         for gap in (r for r in played if r["kind"] == "listening_gap"):
-            model = gap["system"].removesuffix(" (own input minus another song's)")
+            model = gap["system"].removesuffix(GAP_SUFFIX)
             own = next(r for r in played if r["system"] == model)
             ctrl = next(r for r in played if r["system"] == model + _CONTROL)
             note = gap["note"]

@@ -39,6 +39,7 @@ from streamlib.config import FRAME_RATE
 PLAY_ALONG_METRICS = ("harmonic_agreement", "beat_f1_song")
 CONTROL_KIND = "random_input"
 GAP_KIND = "listening_gap"  # own input minus another song's, clip by clip (``MetricScorer.paired_gap``)
+GAP_SUFFIX = " (own input minus another song's)"  # its rows' system: the model's label + this
 
 
 def input_chroma_for(acc, input_audio: np.ndarray, sample_rate: int, frames: int) -> torch.Tensor | None:
@@ -214,7 +215,7 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
                 log(f"{name}: {len(clips)} clips in {time.perf_counter() - t0:.0f} s")
         if control:
             gap = scorer.paired_gap(values[True], values[False], after, seed=seed)
-            rows += noted(result_rows(f"{label} (own input minus another song's)", GAP_KIND, gap, after, entry=entry))
+            rows += noted(result_rows(label + GAP_SUFFIX, GAP_KIND, gap, after, entry=entry))
     return rows
 
 
@@ -239,7 +240,7 @@ def verdict(rows: Sequence[dict], metrics: Sequence[str] = PLAY_ALONG_METRICS) -
             if r["metric"] != metric or r["kind"] not in ("streaming", "offline_prefix"):
                 continue
             ctrl = _ci(rows, f"{r['system']} (another song's input)", metric)
-            gap = _ci(rows, f"{r['system']} (own input minus another song's)", metric)
+            gap = _ci(rows, r["system"] + GAP_SUFFIX, metric)
             out.append({
                 "system": r["system"], "metric": metric, "value": r["value"], "ci_low": r["ci_low"],
                 "ci_high": r["ci_high"], "floor": floor["value"], "floor_ci_high": floor["ci_high"],
@@ -298,5 +299,5 @@ def verdict_line(report: dict, instrument: str) -> str:
     return f"{instrument} {word}: " + "; ".join(parts)
 
 
-__all__ = ["CONTROL_KIND", "GAP_KIND", "PLAY_ALONG_METRICS", "continuation_clips", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "render", "stem_report", "verdict",
+__all__ = ["CONTROL_KIND", "GAP_KIND", "GAP_SUFFIX", "PLAY_ALONG_METRICS", "continuation_clips", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "render", "stem_report", "verdict",
            "verdict_line"]

@@ -37,9 +37,9 @@ def _median_time(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def measure(codec, seconds: float, chunks: list[int], repeats: int, fast: bool = True) -> dict[str, float]:
-    """Speeds in x real time of one codec: batch encode/decode, streaming encode+decode per chunk size and,
-    with ``fast``, the engine's compiled 1-frame steps (``streamlib.fastcodec``; chapter 8, "The fast path")."""
+def measure(codec, seconds: float, chunks: list[int], repeats: int) -> dict[str, float]:
+    """Speeds in x real time of one codec: batch encode/decode, streaming encode+decode per chunk size and the
+    engine's compiled 1-frame steps (``streamlib.fastcodec``; chapter 8, "The fast path")."""
     torch.manual_seed(0)
     n = int(seconds * codec.sample_rate) // codec.hop * codec.hop
     audio = 0.1 * torch.randn(1, 1, n)
@@ -65,8 +65,7 @@ def measure(codec, seconds: float, chunks: list[int], repeats: int, fast: bool =
         out[f"encode stream {k}f"] = seconds / te
         out[f"decode stream {k}f"] = seconds / td
         out[f"enc+dec stream {k}f"] = seconds / (te + td)
-    if fast:
-        out.update(_measure_fast(codec, audio, codes, seconds, repeats))
+    out.update(_measure_fast(codec, audio, codes, seconds, repeats))
     return out
 
 
