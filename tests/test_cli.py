@@ -159,6 +159,7 @@ def test_data_synth_refuses_lengths_it_cannot_make(args, text, tmp_path):
     (["train", "--out", "{tmp}/run", "--targets", "Drums"], "argument --targets: unknown category 'Drums'"),
     (["train", "--out", "{tmp}/run", "--targets", "Vocal"], "argument --targets: Vocal is never a target"),
     (["compare", "x.safetensors", "--targets", "bas"], "argument --targets: unknown category 'bas'"),
+    (["compare", "checkpoints/models/book_tf+0_k1.safetensors", "--targets", "Bass"], "--targets picks windows"),
 ])
 def test_counts_and_durations_are_checked_before_the_work(args, text, tmp_path):
     assert_one_line_error(run_cli(*(a.format(tmp=tmp_path) for a in args)), text)

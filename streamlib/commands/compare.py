@@ -66,6 +66,8 @@ def _windows(args, window: int, n_q: int, card: dict, chroma: bool = False):
                               f"trained on codec {card['codec_sha256']}'s")
         return split_windows(args.tokens, window, n_q, args.max_windows, split=args.split, chroma=chroma,
                              targets=args.targets)
+    if args.targets:
+        raise ConfigError("--targets picks windows of a token cache: pass --tokens (a fixture's windows are fixed)")
     fixture = Path(args.fixture) if args.fixture else card_fixture(card)
     if fixture is None:
         raise ConfigError("the models' cards name no validation windows (pass --fixture or --tokens)")
