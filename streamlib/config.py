@@ -192,6 +192,9 @@ class CodecConfig:
     encoder_blocks: int = 4
     decoder_blocks: int = 6
     analysis_fft: int = 2048  # the long causal analysis window, in samples
+    # > analysis_fft: a still longer window whose bins below 500 Hz also feed the encoder (8192 at 16 kHz:
+    # 512 ms, 2 Hz bins, enough to tell low bass notes apart; no latency: it ends at the frame's last sample)
+    analysis_low_fft: int = 0
     latent: int = 0  # latent width; 0 keeps the DAC rule encoder_dim * 2 ** len(encoder_rates)
     pitch_bins: int = 0  # > 0: a head on the first RVQ level predicts the frame's semitone spectrum
     # synthesis window of the spectral decoder in hops: 2 = 50 % overlap (40 ms windows, 25 Hz bins),
@@ -201,6 +204,9 @@ class CodecConfig:
     # that is summed over frames (a phase vocoder), so a steady code can hold any frequency, not only
     # multiples of the 50 Hz frame rate (docs/codec_experiments.md)
     decoder_phase: str = "absolute"
+    # > 0: the spectral decoder adds this many sine oscillators on the semitones from C1 (MIDI 24), their
+    # amplitudes stated per frame by a small frame network, their phase running on (codec/oscillators.py)
+    oscillators: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ("dac", "spectral"):
@@ -215,6 +221,11 @@ class CodecConfig:
             raise ConfigError(f"decoder_rates {self.decoder_rates} must multiply to the hop {hop}")
         if self.decoder_phase not in ("absolute", "integrated"):
             raise ConfigError(f"decoder_phase must be 'absolute' or 'integrated', got {self.decoder_phase!r}")
+        if self.analysis_low_fft and self.analysis_low_fft <= self.analysis_fft:
+            raise ConfigError(f"analysis_low_fft must be 0 or longer than analysis_fft ({self.analysis_fft}), "
+                              f"got {self.analysis_low_fft}")
+        if not 0 <= self.oscillators <= 84:
+            raise ConfigError(f"oscillators must be 0-84 (semitones from C1 to at most B7), got {self.oscillators}")
         if self.decoder_overlap < 2:
             raise ConfigError(f"decoder_overlap must be >= 2 (hops per synthesis window), got {self.decoder_overlap}")
 

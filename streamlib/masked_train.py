@@ -239,13 +239,16 @@ def time_generation(model: MaskedAccompanist, windows: dict[str, torch.Tensor], 
 
 
 def export_masked(state_path: str | Path, out: str | Path, *, commands: list[str] | None = None,
-                  half: str = "auto", timing: bool = True) -> dict:
+                  half: str = "auto", timing: bool = True, fixture: str | Path | None = None) -> dict:
     """Write ``out`` (safetensors) + card from a run's ``train_state.pt``.
 
     The card holds the configs, codec hash, data, steps, wall time, hardware, the loss curve, the
     validation loss (overall and per level L), the time to generate one window on this machine, the
     command of every sitting, and the fp16 check: weights are stored in half precision when that
     moves the validation loss by less than 1e-3 nats (``half="auto"``; "yes" / "no" force it).
+    ``fixture``: committed windows of the same codec's token cache (``tests/fixtures/*.npz``, as the
+    streaming models' cards): the card records the stored weights' loss on them, so a test re-scores the
+    shipped model without the data set.
     """
     import json
 
@@ -289,6 +292,12 @@ def export_masked(state_path: str | Path, out: str | Path, *, commands: list[str
         "val_curve": [(r["step"], r["val_loss"]) for r in hist if r["val_loss"] != ""],
         "reproduce": commands if commands is not None else list(state.get("commands", [])),
     }
+    if fixture is not None:
+        from streamlib.train import load_val_fixture
+
+        stored = half_model if use_half else model
+        windows = {k: (v[..., :window] if v.dim() == 3 else v) for k, v in load_val_fixture(fixture).items()}
+        card["fixture"] = {"path": Path(fixture).name, "loss": round(evaluate_masked(stored, windows, cpu), 5)}
     save_masked(out, model, card, half=use_half)
     return load_card(out)
 

@@ -432,8 +432,10 @@ def paper_findings(rows: Sequence[dict], higher_better: dict[str, bool] | None =
 
 def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, clips: int = 8, seconds: float = 10.0,
                   seed: int = 0, codec_path: str | Path | None = None, figures: bool = True,
-                  only: str | None = None, control: bool = False, per_song: int = 1) -> tuple[list[dict], list[Path]]:
-    """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures."""
+                  only: str | None = None, control: bool = False, per_song: int = 1,
+                  targets: Sequence[int] | None = None) -> tuple[list[dict], list[Path]]:
+    """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures. ``targets``:
+    category ids the clips' target stems may have (one-instrument accompanists, chapter 7 section 7.10)."""
     import re
 
     from streamlib.codec import codec_for
@@ -449,7 +451,8 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
 
     delay = added_latency_frames(models[0].load().n_q)  # the delay pattern's D (streamlib.stream)
     lookahead = max([m.tf + delay for m in models if m.tf is not None] + [0])
-    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=first.sample_rate, per_song=per_song)
+    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=first.sample_rate, per_song=per_song,
+                      targets=targets)
     rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed, control=control)
     written = []
     if figures:

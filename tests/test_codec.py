@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -20,14 +21,24 @@ SPECTRAL = dataclasses.replace(CFG, arch="spectral", width=16, encoder_blocks=2,
                                analysis_fft=1024, pitch_bins=84)
 
 
-@pytest.fixture(scope="module", params=["dac", "spectral", "spectral-overlap4-integrated"])
+@pytest.fixture(scope="module", params=["dac", "spectral", "spectral-overlap4-integrated", "spectral-oscillators",
+                                        "spectral-low-window"])
 def codec(request) -> CausalCodec:
     """Both designs must be causal and stream exactly: the waveform DAC and the frame-rate codec (its decoder
-    with 50 % window overlap and absolute phase, and with 75 % and integrated phase)."""
+    with 50 % window overlap and absolute phase, with 75 % and integrated phase, and with semitone
+    oscillators whose amplitude network is given random weights, so that they sound; and its encoder with the
+    low-band window, its input weights random too)."""
     torch.manual_seed(0)
     cfg = {"dac": CFG, "spectral": SPECTRAL, "spectral-overlap4-integrated":
-           dataclasses.replace(SPECTRAL, decoder_overlap=4, decoder_phase="integrated")}[request.param]
-    return CausalCodec(cfg, build_codec_model(cfg))
+           dataclasses.replace(SPECTRAL, decoder_overlap=4, decoder_phase="integrated"),
+           "spectral-oscillators": dataclasses.replace(SPECTRAL, decoder_overlap=4, oscillators=84),
+           "spectral-low-window": dataclasses.replace(SPECTRAL, analysis_low_fft=4096)}[request.param]
+    model = build_codec_model(cfg)
+    if cfg.oscillators:
+        torch.nn.init.normal_(model.decoder.osc_net.out.weight, std=0.5)
+    if cfg.analysis_low_fft:
+        torch.nn.init.normal_(model.encoder.net.extra.weight, std=0.5)
+    return CausalCodec(cfg, model)
 
 
 @pytest.mark.parametrize("overlap", [2, 3, 4])
@@ -39,6 +50,71 @@ def test_spectral_decoder_windows_sum_to_one(overlap):
     dec = SpectralDecoder(dataclasses.replace(SPECTRAL, decoder_overlap=overlap))
     summed = dec.window.reshape(overlap, dec.hop).sum(dim=0)
     assert torch.allclose(summed, torch.ones_like(summed), atol=1e-6)
+
+
+@pytest.mark.parametrize("midi", [33, 45, 57, 70])
+def test_an_oscillator_sounds_its_semitone(midi):
+    """Known answer: oscillator ``midi - 24`` alone, held over frames, is numpy's sine of MIDI note ``midi``
+    (A1, A2, A3, A#4) after the first frame's fade-in; librosa's YIN puts it within 10 cents of the note
+    (YIN's own bias on an ideal sine is 1-7 cents here), and from A2 up its chroma sits on that pitch class
+    (the book's chroma cuts below 55 Hz and its 7.8 Hz bins cannot place A1)."""
+    from streamlib.codec.oscillators import FIRST_MIDI, SemitoneOscillators
+    from streamlib.pitch import cents_off, chroma
+
+    sr, hop, frames = 16000, 320, 100
+    osc = SemitoneOscillators(84, hop, sr)
+    log_amp = torch.full((1, 84, frames), -30.0)
+    log_amp[0, midi - FIRST_MIDI] = math.log(0.5)
+    audio, _ = osc(log_amp, osc.init_state(1, torch.device("cpu")))
+    audio = audio.reshape(-1).numpy()
+    ideal = 0.5 * np.sin(2 * np.pi * 440.0 * 2 ** ((midi - 69) / 12) * np.arange(audio.size) / sr)
+    np.testing.assert_allclose(audio[hop:], ideal[hop:], atol=1e-4)
+    assert abs(cents_off(audio, midi, sr)) < 10.0
+    if midi >= 45:
+        assert int(chroma(audio, sr)[:, 10:].mean(axis=1).argmax()) == midi % 12
+
+
+def test_below_the_crossover_only_the_oscillators_sound():
+    """With the oscillators silenced, a decoder with 36 of them (C1-B3) leaves the band below its crossover
+    (254 Hz) empty, whatever the latents; above it the spectral branch still sounds."""
+    from streamlib.codec.oscillators import crossover_hz
+    from streamlib.codec.spectral import SpectralDecoder
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(SPECTRAL, decoder_overlap=4, oscillators=36)
+    dec = SpectralDecoder(cfg)
+    torch.nn.init.constant_(dec.osc_net.out.bias, -60.0)
+    with torch.no_grad():
+        audio = dec(torch.randn(1, cfg.latent_dim, 60)).reshape(-1).numpy()[cfg.hop * 8:]
+    power = np.abs(np.fft.rfft(audio * np.hanning(audio.size))) ** 2
+    freqs = np.fft.rfftfreq(audio.size, 1 / cfg.sample_rate)
+    low = power[freqs < crossover_hz(36) - 30].sum()
+    high = power[freqs > crossover_hz(36) + 30].sum()
+    assert high > 0 and low < 1e-4 * high
+
+
+def test_the_low_window_starts_silent_and_is_checked():
+    """A fresh low-band input is zero, so a codec warm-started with it encodes exactly as before; a low window
+    no longer than the long one is refused."""
+    torch.manual_seed(0)
+    plain = build_codec_model(SPECTRAL).eval()
+    low = build_codec_model(dataclasses.replace(SPECTRAL, analysis_low_fft=4096)).eval()
+    low.load_state_dict(plain.state_dict(), strict=False)
+    audio = torch.randn(1, 1, SPECTRAL.hop * 40) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(low.encoder(audio), plain.encoder(audio), atol=1e-5)
+    assert low.encoder.low_bins == int(500 * 4096 / SPECTRAL.sample_rate)
+    with pytest.raises(ConfigError, match="analysis_low_fft"):
+        dataclasses.replace(SPECTRAL, analysis_low_fft=512)
+
+
+def test_oscillators_stay_below_nyquist():
+    from streamlib.codec.oscillators import SemitoneOscillators
+
+    with pytest.raises(ValueError, match="Nyquist"):
+        SemitoneOscillators(84, 80, 4000)
+    with pytest.raises(ConfigError, match="oscillators"):
+        dataclasses.replace(SPECTRAL, oscillators=85)
 
 
 def test_decoder_overlap_and_phase_are_checked():

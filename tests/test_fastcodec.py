@@ -14,15 +14,22 @@ from streamlib.fastcodec import FrameDecoder, FrameEncoder
 from streamlib.model.fast import compile_settings
 
 
-@pytest.fixture(scope="module", params=["dac", "spectral"])
+@pytest.fixture(scope="module", params=["dac", "spectral", "spectral-oscillators-low-window"])
 def codec(request):
-    """The waveform DAC and the frame-rate codec (small, with the shipped codec's 4-hop synthesis window)."""
+    """The waveform DAC and the frame-rate codec (small, with the shipped codec's 4-hop synthesis window; and
+    with semitone oscillators and the encoder's low-band window, both given random weights so that they act)."""
     torch.manual_seed(0)
     cfg = get_preset("debug").codec
-    if request.param == "spectral":
+    if request.param.startswith("spectral"):
         cfg = dataclasses.replace(cfg, arch="spectral", width=16, encoder_blocks=2, decoder_blocks=3, latent=16,
                                   analysis_fft=1024, decoder_overlap=4)
-    return CausalCodec(cfg)
+    if request.param == "spectral-oscillators-low-window":
+        cfg = dataclasses.replace(cfg, oscillators=48, analysis_low_fft=4096)
+    codec = CausalCodec(cfg)
+    if cfg.arch == "spectral" and cfg.oscillators:
+        torch.nn.init.normal_(codec.model.decoder.osc_net.out.weight, std=0.5)
+        torch.nn.init.normal_(codec.model.encoder.net.extra.weight, std=0.5)
+    return codec
 
 
 @pytest.mark.parametrize("dilation", [1, 2, 4])

@@ -283,6 +283,14 @@ def test_export_load_and_refuse(tmp_path, codec):
         load_masked("checkpoints/models/book_tf+0_k1.safetensors")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_masked(tmp_path / "missing.safetensors")
+    from streamlib.train import save_val_fixture
+
+    fixture = tmp_path / "masked_windows.npz"
+    save_val_fixture(val, fixture)
+    with_fixture = export_masked(tmp_path / "r" / "train_state.pt", tmp_path / "f.safetensors", half="no",
+                                 timing=False, fixture=fixture)
+    assert with_fixture["fixture"] == {"path": "masked_windows.npz",
+                                       "loss": pytest.approx(evaluate_masked(loaded, val, torch.device("cpu")), abs=1e-5)}
     masks, levels = validation_masks(3, 4, 50)
     assert torch.equal(masks, validation_masks(3, 4, 50)[0]) and levels.tolist() == [0, 1, 2, 3] * 3
     assert set(card["val_loss_by_level"]) == {"0", "1", "2", "3"}  # every level scored on every window

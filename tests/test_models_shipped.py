@@ -21,7 +21,8 @@ from streamlib.tokens.visibility import predicted_frames
 from streamlib.train import card_fixture, load_val_fixture, score_windows
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRIES = shipped_models()
+ENTRIES = [e for e in shipped_models() if e.kind != "offline_masked"]  # the accompanists
+MASKED = [e for e in shipped_models() if e.kind == "offline_masked"]  # the offline ceiling (chapter 12)
 
 
 def _card(model: str) -> dict:
@@ -85,6 +86,27 @@ def test_loads_and_scores_its_card(entry):
     loss = score_windows(acc, load_val_fixture(fixture), card["window_frames"])
     assert loss == pytest.approx(card["fixture"]["loss"], abs=2e-3)
     assert (entry.tf, entry.k) == ((None, None) if acc.offline else (acc.spec.tf, acc.spec.k))
+
+
+@pytest.mark.parametrize("entry", MASKED, ids=[e.path.stem for e in MASKED])
+def test_the_masked_model_loads_and_scores_its_card(entry):
+    """The shipped masked model: its codec by its card's codes, its fixture windows' loss as on the card (the
+    fixed validation masks), and far better than a uniform guess."""
+    import torch
+
+    from streamlib.masked_train import evaluate_masked
+    from streamlib.model.masked import load_masked
+
+    model = load_masked(entry.path)
+    card = model.card
+    codec = codec_for(model)
+    assert card["codec_sha256"] == codes_id(codec.card)
+    model.check_codec(codec)
+    fixture = card_fixture(card)
+    assert fixture is not None and fixture.exists(), card.get("fixture")
+    windows = {k: (v[..., : card["window_frames"]] if v.dim() == 3 else v) for k, v in load_val_fixture(fixture).items()}
+    assert evaluate_masked(model, windows, torch.device("cpu")) == pytest.approx(card["fixture"]["loss"], abs=2e-3)
+    assert card["val_loss"] < math.log(1024) - 2.5
 
 
 def test_models_are_trained():

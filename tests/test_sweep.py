@@ -152,3 +152,19 @@ def test_paper_findings_on_known_rows():
     found = {(f["claim"], f["metric"]): f["reproduces"] for f in sweep_findings(flipped)}
     assert found[("quality rises from t_f <= 0 to t_f > 0", "coherence")] is False
     assert found[("for t_f < 0 a larger k hurts coherence", "coherence")] is False
+
+
+def test_sweep_targets_option_names_categories():
+    """``sweep --targets Bass`` reaches load_clips as category ids (its draw is tested above); a category that
+    is never a target is refused by argparse with its name."""
+    import inspect
+
+    from streamlib.cli import build_parser
+    from streamlib.sweep import sweep_command
+    from streamlib.tokens.categories import category_id
+
+    args = build_parser().parse_args(["sweep", "--targets", "Bass", "--quick"])
+    assert args.targets == [category_id("Bass")]
+    assert "targets" in inspect.signature(sweep_command).parameters
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "--targets", "Vocal"])

@@ -12,7 +12,9 @@ cheap, and the input is a long-window spectrum in which notes are resolved.
   layer, then causal ConvNeXt-style blocks over frames (depth-wise kernel 3, dilations 1, 2, 4, ...),
   then the latent, layer-normalised over channels (without it the latents, and with them the
   commitment loss, grew without bound in the first hundred steps). Codes of frame ``n`` depend on
-  samples ``< (n + 1) * hop`` only.
+  samples ``< (n + 1) * hop`` only. With ``analysis_low_fft`` (8192: 512 ms, 2 Hz bins) a third window,
+  ending at the same sample, adds its bins below 500 Hz, where a semitone of the bass is 2-6 Hz, through
+  a second input layer that starts at zero (``FrameStack.extra``).
 * **Quantiser.** descript-audio-codec's ``ResidualVectorQuantize`` (factorised, l2-normalised codes),
   exactly as in the waveform codec; ``level_latents`` exposes each level's contribution so the
   first level can be taught pitch (``pitch_head``: it predicts the frame's semitone spectrum).
@@ -30,6 +32,12 @@ cheap, and the input is a long-window spectrum in which notes are resolved.
   the 50/100/150 Hz partials: chapter 3 shows it). With ``"integrated"`` the head states each bin's phase
   *advance* beyond the bin's centre frequency, and the decoder sums the advances over frames (a phase
   vocoder; the running phase is state), so a steady code holds a steady tone of any frequency.
+* **Oscillators.** With ``oscillators = n > 0`` a second frame network states the amplitudes of ``n`` sine
+  oscillators on the equal-tempered semitones from C1 (``oscillators.py``), whose phase runs on across
+  frames; their sum is added to the overlap-added audio, whose bins below the crossover (half a semitone
+  above the top oscillator) are muted, so there the oscillators alone sound (added to a full-band spectral
+  branch, training switched them off). The frequencies are fixed, not learnt, so a steady code holds an
+  in-tune note whatever the frame rate (docs/codec_experiments.md measures what it buys).
 
 Streaming keeps every state explicit (``State`` lists in and out); ``step`` over any chunking
 performs the arithmetic of the batch pass, so streamed codes equal batch codes and streamed audio
@@ -42,10 +50,13 @@ import torch
 from torch import Tensor, nn
 
 from streamlib.codec.model import RVQCodec
+from streamlib.codec.oscillators import AMP_INIT, SemitoneOscillators, crossover_hz
 from streamlib.config import CodecConfig
 
 State = list[Tensor]
 LOG_FLOOR = 1e-5
+LOW_BAND_HZ = 500.0  # the low-band window (analysis_low_fft) keeps its bins below this
+OSC_BLOCKS = 3  # frame blocks of the oscillators' amplitude network
 
 
 class FrameConv(nn.Module):
@@ -105,14 +116,21 @@ class Block(nn.Module):
 class FrameStack(nn.Module):
     """``cin`` -> ``width`` (1x1) -> blocks -> ``cout`` (1x1), all at the frame rate."""
 
-    def __init__(self, cin: int, width: int, cout: int, n_blocks: int):
+    def __init__(self, cin: int, width: int, cout: int, n_blocks: int, extra_in: int = 0):
         super().__init__()
         self.inp = nn.Conv1d(cin, width, 1)
+        # a second input added after the first 1x1 layer, zero at the start (a warm start begins unchanged)
+        self.extra = nn.Conv1d(extra_in, width, 1, bias=False) if extra_in else None
+        if self.extra is not None:
+            nn.init.zeros_(self.extra.weight)
         self.blocks = nn.ModuleList(Block(width, 2 ** (i % 3)) for i in range(n_blocks))
         self.out = nn.Conv1d(width, cout, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.inp(x)
+    def _inp(self, x: Tensor, extra: Tensor | None) -> Tensor:
+        return self.inp(x) if self.extra is None else self.inp(x) + self.extra(extra)
+
+    def forward(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
+        h = self._inp(x, extra)
         for b in self.blocks:
             h = b(h)
         return self.out(h)
@@ -121,8 +139,8 @@ class FrameStack(nn.Module):
         h = x.new_zeros(x.shape[0], self.inp.out_channels, 0)
         return [b.dw.init_state(h) for b in self.blocks]
 
-    def step(self, x: Tensor, states: State) -> tuple[Tensor, State]:
-        h = self.inp(x)
+    def step(self, x: Tensor, states: State, extra: Tensor | None = None) -> tuple[Tensor, State]:
+        h = self._inp(x, extra)
         out = []
         for b, s in zip(self.blocks, states):
             h, s = b.step(h, s)
@@ -136,36 +154,47 @@ class SpectralEncoder(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
         self.hop, self.long, self.short = cfg.hop, cfg.analysis_fft, 2 * cfg.hop
+        self.low = cfg.analysis_low_fft  # 0: no low-band window
+        self.span = max(self.long, self.low)  # samples each frame reads, ending at its last sample
         self.register_buffer("long_window", torch.hann_window(self.long), persistent=False)
         self.register_buffer("short_window", torch.hann_window(self.short), persistent=False)
+        self.low_bins = int(LOW_BAND_HZ * self.low / cfg.sample_rate) if self.low else 0
+        if self.low:
+            self.register_buffer("low_window", torch.hann_window(self.low), persistent=False)
         n_in = self.long // 2 + 1 + self.short // 2 + 1
-        self.net = FrameStack(n_in, cfg.width, cfg.latent_dim, cfg.encoder_blocks)
+        self.net = FrameStack(n_in, cfg.width, cfg.latent_dim, cfg.encoder_blocks, extra_in=self.low_bins)
         self.norm = nn.LayerNorm(cfg.latent_dim)
 
     def _latent(self, h: Tensor) -> Tensor:
         return self.norm(h.transpose(1, 2)).transpose(1, 2)
 
-    def features(self, frames: Tensor) -> Tensor:
-        """Windows ``[B, T, long]`` ending at each frame's last sample -> log magnitudes ``[B, F, T]``."""
-        long = torch.fft.rfft(frames * self.long_window).abs()
+    def features(self, frames: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Windows ``[B, T, span]`` ending at each frame's last sample -> log magnitudes ``[B, F, T]`` of the
+        long and short windows and, with ``analysis_low_fft``, of the low band of the longest window."""
+        long = torch.fft.rfft(frames[..., -self.long:] * self.long_window).abs()
         short = torch.fft.rfft(frames[..., -self.short:] * self.short_window).abs()
-        return torch.log(torch.cat([long, short], dim=-1) + LOG_FLOOR).transpose(1, 2)
+        feats = torch.log(torch.cat([long, short], dim=-1) + LOG_FLOOR).transpose(1, 2)
+        if not self.low:
+            return feats, None
+        low = torch.fft.rfft(frames[..., -self.low:] * self.low_window)[..., : self.low_bins].abs()
+        return feats, torch.log(low + LOG_FLOOR).transpose(1, 2)
 
     def forward(self, audio: Tensor) -> Tensor:
-        x = nn.functional.pad(audio[:, 0], (self.long - self.hop, 0))
-        return self._latent(self.net(self.features(x.unfold(-1, self.long, self.hop))))
+        x = nn.functional.pad(audio[:, 0], (self.span - self.hop, 0))
+        return self._latent(self.net(*self.features(x.unfold(-1, self.span, self.hop))))
 
     def init_state(self, audio: Tensor) -> State:
         b = audio.shape[0]
-        return [audio.new_zeros(b, self.long - self.hop)] + self.net.init_state(audio.new_zeros(b, 1, 0))
+        return [audio.new_zeros(b, self.span - self.hop)] + self.net.init_state(audio.new_zeros(b, 1, 0))
 
     def step(self, audio: Tensor, states: State) -> tuple[Tensor, State]:
         buf = torch.cat([states[0], audio[:, 0]], dim=-1)
-        n = (buf.shape[-1] - (self.long - self.hop)) // self.hop
+        n = (buf.shape[-1] - (self.span - self.hop)) // self.hop
         if n <= 0:
             return audio.new_zeros(audio.shape[0], self.net.out.out_channels, 0), [buf] + states[1:]
-        frames = buf[:, : (n - 1) * self.hop + self.long].unfold(-1, self.long, self.hop)
-        z, net_states = self.net.step(self.features(frames), states[1:])
+        frames = buf[:, : (n - 1) * self.hop + self.span].unfold(-1, self.span, self.hop)
+        feats, low = self.features(frames)
+        z, net_states = self.net.step(feats, states[1:], low)
         return self._latent(z), [buf[:, n * self.hop:]] + net_states
 
 
@@ -185,6 +214,14 @@ class SpectralDecoder(nn.Module):
         advance = 2 * torch.pi * torch.arange(self.bins, dtype=torch.float64) * self.hop / self.n_fft
         self.register_buffer("advance", advance, persistent=False)
         self.net = FrameStack(cfg.latent_dim, cfg.width, 2 * self.bins, cfg.decoder_blocks)
+        self.osc = SemitoneOscillators(cfg.oscillators, cfg.hop, cfg.sample_rate) if cfg.oscillators else None
+        if self.osc is not None:  # the oscillators' amplitudes, from the latents
+            self.osc_net = FrameStack(cfg.latent_dim, cfg.width, cfg.oscillators, OSC_BLOCKS)
+            nn.init.zeros_(self.osc_net.out.weight)
+            nn.init.constant_(self.osc_net.out.bias, AMP_INIT)
+            # below the crossover (half a semitone above the top oscillator) the oscillators alone sound
+            centres = torch.arange(self.bins) * cfg.sample_rate / self.n_fft
+            self.register_buffer("band", (centres >= crossover_hz(cfg.oscillators)).float(), persistent=False)
 
     def frames(self, spec: Tensor, phase0: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Head output ``[B, 2F, T]`` -> windowed frames ``[B, T, m * hop]`` and, with integrated phase, the
@@ -196,6 +233,8 @@ class SpectralDecoder(nn.Module):
             run = torch.remainder(run, 2 * torch.pi)
             phase, last = run.float(), run[:, -1]
         mag = torch.exp(log_mag.clamp(max=6.0))
+        if self.osc is not None:
+            mag = mag * self.band
         frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft)
         return frames * self.window, last
 
@@ -210,11 +249,17 @@ class SpectralDecoder(nn.Module):
         return acc[:, :t].reshape(b, 1, -1), acc[:, t:]
 
     def _own_state(self, z: Tensor) -> State:
-        """The overlap-add tails and, with integrated phase, the running phase (zero at the start)."""
+        """The overlap-add tails, with integrated phase the running phase, with oscillators theirs (zero at the
+        start)."""
         own = [z.new_zeros(z.shape[0], self.overlap - 1, self.hop, dtype=torch.float32)]
         if self.integrated:
             own.append(torch.zeros(z.shape[0], self.bins, dtype=torch.float64, device=z.device))
+        if self.osc is not None:
+            own += self.osc.init_state(z.shape[0], z.device)
         return own
+
+    def _n_own(self) -> int:
+        return 1 + self.integrated + 2 * (self.osc is not None)
 
     def synthesize(self, spec: Tensor) -> Tensor:
         """Head output ``[B, 2F, T]`` -> audio ``[B, 1, T * hop]``, from the zero state of a clip's start."""
@@ -223,17 +268,29 @@ class SpectralDecoder(nn.Module):
         return self.overlap_add(f, own[0])[0]
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.synthesize(self.net(z))
+        audio = self.synthesize(self.net(z))
+        if self.osc is not None:
+            tones, _ = self.osc(self.osc_net(z), self._own_state(z)[-2:])
+            audio = audio + tones.reshape(audio.shape)
+        return audio
 
     def init_state(self, z: Tensor) -> State:
-        return self._own_state(z) + self.net.init_state(z)
+        own = self._own_state(z) + self.net.init_state(z)
+        return own + (self.osc_net.init_state(z) if self.osc is not None else [])
 
     def step(self, z: Tensor, states: State) -> tuple[Tensor, State]:
-        n_own = 2 if self.integrated else 1
-        spec, net_states = self.net.step(z, states[n_own:])
-        f, phase = self.frames(spec, states[1] if self.integrated else None)
-        audio, pending = self.overlap_add(f, states[0])
-        return audio, [pending] + ([phase] if self.integrated else []) + net_states
+        n_own, n_net = self._n_own(), len(self.net.blocks)
+        own, net_states, osc_states = states[:n_own], states[n_own:n_own + n_net], states[n_own + n_net:]
+        spec, net_states = self.net.step(z, net_states)
+        f, phase = self.frames(spec, own[1] if self.integrated else None)
+        audio, pending = self.overlap_add(f, own[0])
+        new_own = [pending] + ([phase] if self.integrated else [])
+        if self.osc is not None:
+            log_amp, osc_states = self.osc_net.step(z, osc_states)
+            tones, osc_own = self.osc(log_amp, own[-2:])
+            audio = audio + tones.reshape(audio.shape)
+            new_own += osc_own
+        return audio, new_own + net_states + osc_states
 
 
 def steady_frames(decoder: SpectralDecoder, f0: float, frames: int, sample_rate: int) -> Tensor:

@@ -81,17 +81,21 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     import torch
 
+    from streamlib.config import ConfigError
     from streamlib.masked_train import export_masked
     from streamlib.paths import check_output_file
 
     check_output_file(args.out, "--out")
     torch.set_num_threads(args.threads)
-    card = export_masked(args.state, args.out, half=args.half, timing=not args.no_timing)
+    if args.fixture and not Path(args.fixture).exists():
+        raise ConfigError(f"--fixture {args.fixture} does not exist (committed windows: tests/fixtures/*.npz)")
+    card = export_masked(args.state, args.out, half=args.half, timing=not args.no_timing, fixture=args.fixture)
     print(json.dumps({k: card[k] for k in ("steps", "wall_seconds", "val_loss", "val_loss_by_level", "fp16_check",
-                                           "generation", "weights_dtype") if k in card}, indent=1))
+                                           "generation", "weights_dtype", "fixture") if k in card}, indent=1))
     return 0
 
 
@@ -158,6 +162,8 @@ def register(sub) -> None:
     e.add_argument("--half", choices=["auto", "yes", "no"], default="auto",
                    help="fp16 weights: auto = when the validation loss moves by < 1e-3 nats")
     e.add_argument("--no-timing", action="store_true", help="skip timing one generated window for the card")
+    e.add_argument("--fixture", help="committed windows of the same codec's tokens to score for the card, e.g. "
+                                     "tests/fixtures/model_val_windows_v2.npz (a test re-scores them)")
     e.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads")
     e.set_defaults(func=_export)
 

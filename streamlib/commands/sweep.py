@@ -7,6 +7,7 @@ writes a tidy CSV (default ``results/sweep_book.csv``) and one HTML figure per m
     python -m streamlib sweep                       # the shipped grid, 8 clips of 10 s
     python -m streamlib sweep --quick               # 2 clips of 2 s (a smoke run)
     python -m streamlib sweep --clips 48 --per-song 2 --control   # the play-along bar: 48 clips, A.2 control
+    python -m streamlib sweep --checkpoints runs/bass --targets Bass   # one-instrument models, bass clips only
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from streamlib.cli import number
+from streamlib.cli import number, target_category
 
 
 def _pattern(text: str) -> str:
@@ -40,6 +41,7 @@ def _run(args) -> int:
         out, checkpoints=args.checkpoints, clips=args.clips or (2 if quick else 8),
         seconds=args.seconds or (2.0 if quick else 10.0), seed=args.seed, codec_path=args.codec,
         figures=not args.no_figures, only=args.only, control=args.control, per_song=args.per_song,
+        targets=args.targets,
     )
     print(f"{out}: {len(rows)} rows")
     for f in figures:
@@ -61,6 +63,9 @@ def register(sub) -> None:
                    help="also stream every model with another song's input (paper A.2; kind random_input)")
     p.add_argument("--per-song", type=number(int, minimum=1), default=1,
                    help="clips drawn per test song at most (more clips than songs; intervals resample songs)")
+    p.add_argument("--targets", type=target_category, nargs="+", metavar="CATEGORY", default=None,
+                   help="draw only clips whose target is one of these categories (e.g. Bass), for accompanists "
+                        "trained with train --targets")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the one each model's card names)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1)
