@@ -270,7 +270,7 @@ class SpectralDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         audio = self.synthesize(self.net(z))
         if self.osc is not None:
-            tones, _ = self.osc(self.osc_net(z), self._own_state(z)[-2:])
+            tones, _ = self.osc(self.osc_net(z), self.osc.init_state(z.shape[0], z.device))
             audio = audio + tones.reshape(audio.shape)
         return audio
 
