@@ -169,6 +169,38 @@ def read_responses(trials: Sequence[Trial], answers: Sequence[Mapping[str, str]]
     return out
 
 
+def read_key(path: str | Path) -> list[Trial]:
+    """The trials of a study back from the ``key.csv`` that ``write_study`` wrote."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path}: no study key (write_study writes key.csv next to the participant pages)")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = set(Trial.__dataclass_fields__) - set(rows[0] if rows else ())
+    if not rows or missing:
+        raise StudyError(f"{path}: not a study key (missing columns {sorted(missing)})" if rows else f"{path}: empty")
+    return [Trial(**{k: int(r[k]) if k == "participant" else r[k] for k in Trial.__dataclass_fields__}) for r in rows]
+
+
+def analyse_study(folder: str | Path, answers: Sequence[str | Path], alpha: float = 0.05) -> StudyResult:
+    """What ``listening analyse`` does: join the saved ``responses_NN.csv`` files with the study's key and run
+    ``analyse``. A trial answered twice is refused (a participant page saved twice: keep one file)."""
+    import csv
+
+    trials = read_key(Path(folder) / "key.csv")
+    rows: list[dict] = []
+    for path in answers:
+        with Path(path).open(newline="") as f:
+            rows += list(csv.DictReader(f))
+    ids = [r.get("trial_id") for r in rows]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise StudyError(f"trials answered more than once: {twice[:5]}{' ...' if len(twice) > 5 else ''}")
+    return analyse(read_responses(trials, rows), alpha)
+
+
 def simulate_responses(trials: Sequence[Trial], quality: Mapping[str, float], seed: int = 0,
                        participant_spread: float = 0.0) -> list[Response]:
     """Synthetic answers from a Bradley-Terry model: P(A preferred) = sigmoid(q_A - q_B), with an
@@ -259,6 +291,8 @@ __all__ = [
     "design_trials",
     "write_study",
     "read_responses",
+    "read_key",
+    "analyse_study",
     "simulate_responses",
     "preference_scores",
     "StudyResult",

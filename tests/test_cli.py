@@ -93,12 +93,12 @@ def _token_cache(root, tracks: int = 3, frames: int = 120) -> str:
 
 def test_compare_on_a_token_split_writes_every_window(tmp_path):
     tokens = _token_cache(tmp_path / "tok")
-    models = ["checkpoints/models/book_tf+0_k1.safetensors", "checkpoints/models/book_tf+5_k1.safetensors"]
+    models = ["checkpoints/models/book_tf+0_k1.safetensors", "checkpoints/models/book_tf-10_k1.safetensors"]
     result = subprocess.run([sys.executable, "-m", "streamlib", "compare", *models, "--tokens", tokens, "--window", "50",
                              "--csv", str(tmp_path / "c.csv"), "--windows-csv", str(tmp_path / "w.csv")],
                             capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
-    assert "book_tf+5_k1 minus book_tf+0_k1" in result.stdout and "over 3 tracks" in result.stdout
+    assert "book_tf-10_k1 minus book_tf+0_k1" in result.stdout and "over 3 tracks" in result.stdout
     rows = list(csv.DictReader((tmp_path / "c.csv").open()))
     windows = list(csv.DictReader((tmp_path / "w.csv").open()))
     assert [r["windows"] for r in rows] == ["6", "6"] and len(windows) == 6

@@ -102,3 +102,69 @@ def test_small_studies(n):
     audio = {"e": {s: s for s in "abc"[:n]}}
     trials = design_trials(audio, participants=3, repeats=3)
     assert len(trials) == 3 * 3 * len(list(itertools.combinations(range(n), 2)))
+
+
+def test_study_audio_from_real_systems_round_trips_through_the_key(tmp_path):
+    """``render_study_audio`` runs every system (a streaming stand-in and a masked model) on the same clips, adds
+    the ground truth and the floor as A.9 mixes; the key written by ``write_study`` reads back as the same
+    trials, and ``analyse_study`` on saved answers equals ``analyse`` on the same responses."""
+    import numpy as np
+    import torch
+    from test_stream import StandIn
+    from test_sweep import make_clips
+
+    from streamlib.audio import load_audio
+    from streamlib.codec import CausalCodec
+    from streamlib.config import StreamSpec, get_preset
+    from streamlib.listening import analyse_study, read_key
+    from streamlib.listening_audio import GROUND_TRUTH, RANDOM_PAIRING, render_study_audio
+    from streamlib.metrics.mixing import mix_tracks
+    from streamlib.model.masked import MaskedAccompanist, masked_preset
+    from streamlib.stream import ModelEntry
+
+    torch.manual_seed(0)
+    codec = CausalCodec(get_preset("debug").codec)
+    masked = MaskedAccompanist(masked_preset("debug").model, codec.codebook_tables(4)).eval()
+    entries = [ModelEntry("t_f=0s", "streaming", None, 0, 1, accompanist=StandIn(StreamSpec(0, 1, window=50))),
+               ModelEntry("offline masked", "offline_masked", None, None, None, accompanist=masked)]
+    clips = make_clips(n=3)
+    audio = render_study_audio(entries, clips, tmp_path, codec=codec, log=lambda msg: None)
+    assert sorted(audio) == ["clip00", "clip01", "clip02"]
+    assert set(audio["clip00"]) == {GROUND_TRUTH, RANDOM_PAIRING, "t_f=0s", "offline masked"}
+    truth, sr = load_audio(audio["clip01"][GROUND_TRUTH])
+    clip = clips[1]
+    n = clip.frames * 320
+    expected = mix_tracks([s[:n] for s in clip.input_stems], clip.target[:n], clip.sample_rate)
+    assert sr == clip.sample_rate and np.abs(np.asarray(truth).reshape(-1) - expected).max() < 1e-3  # 16-bit file
+    masked_mix, _ = load_audio(audio["clip01"]["offline masked"])
+    assert np.abs(np.asarray(masked_mix).reshape(-1) - expected).max() > 1e-2  # a generated stem, not the truth
+
+    trials = design_trials(audio, participants=3, seed=0)
+    write_study(trials, tmp_path / "study")
+    assert read_key(tmp_path / "study" / "key.csv") == trials
+    answers = simulate_responses(trials, {GROUND_TRUTH: 2.0, "offline masked": 0.5, "t_f=0s": 0.0,
+                                          RANDOM_PAIRING: -1.0}, seed=0)
+    files = []
+    for p in range(3):
+        path = tmp_path / f"responses_{p:02d}.csv"
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["participant", "trial_id", "choice"])
+            w.writerows([p, r.trial_id, r.choice] for r in answers if r.participant == p)
+        files.append(path)
+    assert analyse_study(tmp_path / "study", files) == analyse(answers)
+    with pytest.raises(StudyError, match="more than once"):
+        analyse_study(tmp_path / "study", files + files[:1])
+    with pytest.raises(StudyError, match="no study key"):
+        analyse_study(tmp_path, files)
+
+
+def test_listening_cli_errors_cleanly(tmp_path):
+    import subprocess
+    import sys
+
+    from streamlib.paths import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "-m", "streamlib", "listening", "analyse", "--study", str(tmp_path),
+                             str(tmp_path / "responses_00.csv")], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 2 and "no study key" in result.stderr and "Traceback" not in result.stderr

@@ -128,7 +128,7 @@ def test_committed_sweep_rows_are_the_models_of_their_cards():
     for r in rows:
         card = cards[r["checkpoint"]]
         assert card is not None, f"{r['checkpoint']}: no shipped or archived card has weights {r['weights_sha256']}"
-        spec = (None, None) if card["offline"] else (card["spec"]["tf"], card["spec"]["k"])
+        spec = (None, None) if card["kind"] == "masked" or card["offline"] else (card["spec"]["tf"], card["spec"]["k"])
         assert (r["tf_frames"], r["k_frames"]) == spec, r["checkpoint"]
 
 
@@ -138,7 +138,7 @@ def _row(kind, metric, value, tf=None, k=None):
 
 def test_paper_findings_on_known_rows():
     rows = [_row("ground_truth", "coherence", 0.9), _row("random_floor", "coherence", 0.2),
-            _row("offline_prefix", "coherence", 0.7)]
+            _row("offline_prefix", "coherence", 0.7), _row("offline_masked", "coherence", 0.8)]
     for tf, v1, v5 in [(-50, 0.22, 0.20), (-10, 0.25, 0.21), (0, 0.26, 0.24), (10, 0.6, 0.65), (50, 0.7, 0.72)]:
         rows += [_row("streaming", "coherence", v1, tf, 1), _row("streaming", "coherence", v5, tf, 5)]
     rows += [_row("streaming", "fad", v, tf, 1) for tf, v in [(-50, 1.0), (0, 1.1), (50, 0.95)]]
@@ -147,11 +147,13 @@ def test_paper_findings_on_known_rows():
     assert found[("t_f <= 0 sits near the random-pairing floor", "coherence")] is True
     assert found[("the offline prefix decoder beats streaming at t_f <= 0", "coherence")] is True
     assert found[("for t_f < 0 a larger k hurts coherence", "coherence")] is True
+    assert found[("the offline masked model beats every streaming model", "coherence")] is True
     assert found[("FAD stays roughly flat across t_f", "fad")] is True
     flipped = [dict(r, value=1 - r["value"]) if r["metric"] == "coherence" else r for r in rows]
     found = {(f["claim"], f["metric"]): f["reproduces"] for f in sweep_findings(flipped)}
     assert found[("quality rises from t_f <= 0 to t_f > 0", "coherence")] is False
     assert found[("for t_f < 0 a larger k hurts coherence", "coherence")] is False
+    assert found[("the offline masked model beats every streaming model", "coherence")] is False
 
 
 def test_sweep_targets_option_names_categories():
