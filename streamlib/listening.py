@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import itertools
 import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -194,8 +195,7 @@ def analyse_study(folder: str | Path, answers: Sequence[str | Path], alpha: floa
     for path in answers:
         with Path(path).open(newline="") as f:
             rows += list(csv.DictReader(f))
-    ids = [r.get("trial_id") for r in rows]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
+    twice = sorted(i for i, n in Counter(r.get("trial_id") for r in rows).items() if n > 1)
     if twice:
         raise StudyError(f"trials answered more than once: {twice[:5]}{' ...' if len(twice) > 5 else ''}")
     return analyse(read_responses(trials, rows), alpha)

@@ -75,19 +75,10 @@ def prepare_study(out: str | Path, *, clips: int = 6, seconds: float = 10.0, par
     """What ``listening prepare`` does: the shipped systems (``only``: a regular expression on checkpoint
     names) on ``clips`` held-out clips of ``seconds``, the ground truth and the floor, then the blind pages and
     the key (``write_study``). Returns the written paths (``key``, ``participant_NN``)."""
-    from streamlib.stream import shipped_models
-    from streamlib.sweep import load_clips
-    from streamlib.tokens.delay import added_latency_frames
+    from streamlib.sweep import clip_lookahead, load_clips, select_models
 
-    entries = shipped_models(checkpoints)
-    if only:
-        entries = [e for e in entries if re.search(only, e.path.stem)]
-    if not entries:
-        raise StudyError(f"no shipped system matches {only!r}" if only else "no shipped systems")
-    first = entries[0].load()
-    delay = added_latency_frames(first.n_q)
-    lookahead = max([e.tf + delay for e in entries if e.tf is not None] + [0])
-    drawn = load_clips(clips, seconds, lookahead, seed=seed)
+    entries = select_models(checkpoints, only)
+    drawn = load_clips(clips, seconds, clip_lookahead(entries), seed=seed)
     audio = render_study_audio(entries, drawn, out, seed=seed, log=log)
     trials = design_trials(audio, participants=participants, repeats=repeats, seed=seed)
     return write_study(trials, out)

@@ -437,28 +437,39 @@ def paper_findings(rows: Sequence[dict], higher_better: dict[str, bool] | None =
 # ----------------------------------------------------------------------------- the command
 
 
+def select_models(checkpoints: str | Path | None = None, only: str | None = None) -> list[ModelEntry]:
+    """The shipped systems (``only``: a regular expression on checkpoint names), or a clear error if none."""
+    import re
+
+    models = shipped_models(checkpoints)
+    if only:
+        models = [m for m in models if re.search(only, m.path.stem)]
+    if not models:
+        raise SweepError(f"no accompanist checkpoints in {checkpoints or 'checkpoints/models'} (book_tf*_k*.safetensors)"
+                         + (f" matching {only!r}" if only else ""))
+    return models
+
+
+def clip_lookahead(models: Sequence[ModelEntry]) -> int:
+    """Input frames a clip needs beyond its output: the largest t_f plus the delay pattern's D (paper A.7)."""
+    from streamlib.tokens.delay import added_latency_frames
+
+    delay = added_latency_frames(models[0].load().n_q)
+    return max([m.tf + delay for m in models if m.tf is not None] + [0])
+
+
 def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, clips: int = 8, seconds: float = 10.0,
                   seed: int = 0, codec_path: str | Path | None = None, figures: bool = True,
                   only: str | None = None, control: bool = False, per_song: int = 1,
                   targets: Sequence[int] | None = None) -> tuple[list[dict], list[Path]]:
     """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures. ``targets``:
     category ids the clips' target stems may have (one-instrument accompanists, chapter 7 section 7.10)."""
-    import re
-
     from streamlib.codec import codec_for
 
-    models = shipped_models(checkpoints)
-    if only:
-        models = [m for m in models if re.search(only, m.path.stem)]
-    if not models:
-        raise SweepError(f"no accompanist checkpoints in {checkpoints or 'checkpoints/models'} (book_tf*_k*.safetensors)")
+    models = select_models(checkpoints, only)
     first = codec_for(models[0].load(), codec_path)  # the clips are cut at its rate (generate checks the others)
     codec = first if codec_path else None  # None: each model streams through the codec its card names
-    from streamlib.tokens.delay import added_latency_frames
-
-    delay = added_latency_frames(models[0].load().n_q)  # the delay pattern's D (streamlib.stream)
-    lookahead = max([m.tf + delay for m in models if m.tf is not None] + [0])
-    test = load_clips(clips, seconds, lookahead, seed=seed, sample_rate=first.sample_rate, per_song=per_song,
+    test = load_clips(clips, seconds, clip_lookahead(models), seed=seed, sample_rate=first.sample_rate, per_song=per_song,
                       targets=targets)
     rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed, control=control)
     written = []
