@@ -299,7 +299,7 @@ class Preset:
 # The shipped book codec (issue 15, docs/codec_experiments.md): frame-rate networks, a pitch head on
 # the first level. CodecConfig()'s own defaults stay the first book codec (a waveform DAC), so that
 # its card, and the accompanists trained on it, still load.
-BOOK_CODEC = CodecConfig(arch="spectral", latent=256, pitch_bins=84)
+BOOK_CODEC = CodecConfig(arch="spectral", latent=256, pitch_bins=84, oscillators=48, analysis_low_fft=8192)
 
 PRESETS: dict[str, Preset] = {
     "paper": Preset(

@@ -252,6 +252,19 @@ class StudyResult:
         mark = {(d["system_i"], d["system_j"]): "*" if d["significant"] else "!" for d in self.pairs}
         return [["N/A" if a == b else mark.get((a, b), mark.get((b, a), "")) for b in self.systems] for a in self.systems]
 
+    def ranked(self) -> list[str]:
+        """The systems from the most to the least preferred."""
+        return sorted(self.systems, key=self.mean_preference.get, reverse=True)
+
+    def format_table(self) -> str:
+        """The significance table as text, rows and columns in ``ranked`` order (names cut to 8 columns)."""
+        order, table = self.ranked(), self.significance_table()
+        idx = [self.systems.index(s) for s in order]
+        width = max(len(s) for s in order)
+        lines = [" " * width + " " + " ".join(f"{s[:8]:>8}" for s in order)]
+        lines += [f"{self.systems[i]:>{width}} " + " ".join(f"{table[i][j]:>8}" for j in idx) for i in idx]
+        return "\n".join(lines)
+
 
 def analyse(responses: Sequence[Response], alpha: float = 0.05) -> StudyResult:
     """Kruskal-Wallis across systems, then Wilcoxon signed-rank per pair at alpha / n_pairs."""

@@ -660,6 +660,12 @@ def shipped_models(root: str | Path | None = None, prefix: str = "book") -> list
     return entries
 
 
+def is_streaming_card(card: dict) -> bool:
+    """A card of a streaming accompanist (chapter 8), as opposed to an offline one: the prefix decoder
+    (``offline: true``) or the masked model (``kind: masked``, whose card has no ``offline`` key)."""
+    return card.get("kind") == "accompanist" and not card.get("offline", False)
+
+
 def model_cards_by_hash() -> dict[str, dict]:
     """Every accompanist card by its weights hash: the shipped models' and the archived ones
     (``ARCHIVED_CARDS``: models replaced since committed results were made from them); a shipped card wins."""
@@ -821,6 +827,7 @@ def timeline_figure(result: StreamResult, max_chunks: int = 400, title: str | No
 
 
 __all__ = [
+    "is_streaming_card",
     "StreamError",
     "Timing",
     "ExponentialJitter",

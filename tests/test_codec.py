@@ -308,6 +308,38 @@ def test_training_resumes_exactly(tmp_path):
     assert np.isfinite(straight.last["mel"]) and straight.last["mel"] > 0
 
 
+def test_sigterm_stops_after_the_step_saves_and_resumes_exactly(tmp_path, monkeypatch):
+    """A scheduler's SIGTERM (or Ctrl-C) mid-run: the step in flight ends, the state is saved, the loop stops
+    and gives the signal handler back; running again continues to the same weights as an unbroken run."""
+    import os
+    import signal
+
+    from streamlib.checkpoint import load_training_state
+    from streamlib.codec import train as codec_train
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = codec_train.CodecTrainConfig(steps=5, batch_size=2, excerpt_seconds=0.1, warmup_steps=2, bf16=False,
+                                       log_every=1, save_every_seconds=1e9)
+    straight = codec_train.train_codec(CFG, cfg, tmp_path / "data", tmp_path / "a", progress=False)
+    real_batch = codec_train.ExcerptSampler.batch
+
+    def batch(self, seed, step, size):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_batch(self, seed, step, size)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as m:
+        m.setattr(codec_train.ExcerptSampler, "batch", batch)
+        stopped = codec_train.train_codec(CFG, cfg, tmp_path / "data", tmp_path / "b", progress=False)
+    assert stopped.step == 3 and load_training_state(tmp_path / "b" / "train_state.pt")["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is handler
+    resumed = codec_train.train_codec(CFG, cfg, tmp_path / "data", tmp_path / "b", progress=False)
+    assert resumed.step == 5
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 @pytest.mark.filterwarnings("error:.*weight_norm.*is deprecated:FutureWarning")  # dac's, silenced where we call it
 def test_gan_training_runs_and_resumes(tmp_path):
     from streamlib.codec.train import CodecTrainConfig, train_codec

@@ -15,7 +15,9 @@ from streamlib.codec import default_checkpoint, find_codec, load_codec
 from streamlib.codec.export import fixture_numbers, pitch_fixture_numbers
 
 FIXTURE = Path(__file__).parent / "fixtures" / "codec_fixture.flac"
-PREVIOUS = default_checkpoint().with_name("book_v1.safetensors")  # the waveform codec the shipped models use
+PREVIOUS = default_checkpoint().with_name("book_v2.safetensors")  # the first frame-rate codec (t_f = +-1 s, masked)
+FIRST = default_checkpoint().with_name("book_v1.safetensors")  # the waveform codec the first models use
+KEPT = (PREVIOUS, FIRST)  # codecs kept for the accompanists trained on them
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,11 @@ def codec():
 @pytest.fixture(scope="module")
 def previous():
     return load_codec(PREVIOUS)
+
+
+@pytest.fixture(scope="module")
+def first():
+    return load_codec(FIRST)
 
 
 def test_card_is_complete(codec):
@@ -48,17 +55,17 @@ def test_card_meets_the_quality_bar(codec):
     assert mels[0] > mels[2]  # more levels, closer to the original
 
 
-def test_keeps_more_of_the_notes_than_the_previous_codec(codec, previous):
+def test_keeps_more_of_the_notes_than_the_previous_codecs(codec, previous, first):
     """Measured on the same held-out set (data/synth-heldout, seed 7): the card of each codec."""
-    new, old = codec.card["pitch"], previous.card.get("pitch")
-    if old is None:
-        pytest.skip("the previous codec's card has no pitch measurements")
-    assert new["chroma"]["stem_q4"] > old["chroma"]["stem_q4"]
-    assert new["chroma"]["mix_q4"] > old["chroma"]["mix_q4"]
-    assert new["chord_probe"]["e_x_q4"] > old["chord_probe"]["e_x_q4"]
-    assert new["bass_probe"]["e_x_q4"] > old["bass_probe"]["e_x_q4"]
-    assert new["perplexity"]["level0"] > 3 * old["perplexity"]["level0"]
-    assert new["mel"]["mix_q4"] <= old["mel"]["mix_q4"]  # "mel distance not worse than today"
+    new, old, oldest = codec.card["pitch"], previous.card["pitch"], first.card["pitch"]
+    for before in (old, oldest):
+        assert new["chroma"]["stem_q4"] > before["chroma"]["stem_q4"]
+        assert new["chroma"]["mix_q4"] > before["chroma"]["mix_q4"]
+        assert new["chord_probe"]["e_x_q4"] > before["chord_probe"]["e_x_q4"]
+        assert new["bass_probe"]["e_x_q4"] > before["bass_probe"]["e_x_q4"]
+        assert new["mel"]["mix_q4"] <= before["mel"]["mix_q4"]  # "mel distance not worse than today"
+    assert new["harmony"]["stem_q4"] > old["harmony"]["stem_q4"]  # the stems played back keep more chord tones
+    assert new["perplexity"]["level0"] > 3 * oldest["perplexity"]["level0"]
 
 
 def test_pitch_bar_met_so_far(codec):
@@ -83,12 +90,17 @@ def test_pitch_bar_probes():
     assert p["perplexity"]["level0"] > 300
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 bar not met yet: the beat probe of e_x (AUC 0.71) is below the "
-                                       "first codec's (0.76), and 1-frame streaming runs ~2.4x real time, not 5x")
-def test_beat_and_speed_bars(previous):
-    card = load_codec().card
-    assert card["pitch"]["beat_probe_auc"]["e_x_q4"] >= previous.card["pitch"]["beat_probe_auc"]["e_x_q4"]
-    assert card["speed"]["x_real_time_1frame_enc_dec"] >= 5.0
+def test_beat_bar(first):
+    """The beat probe of e_x is not worse than the first codec's (issue 15: "not worse than today")."""
+    assert load_codec().card["pitch"]["beat_probe_auc"]["e_x_q4"] >= first.card["pitch"]["beat_probe_auc"]["e_x_q4"]
+
+
+def test_speed_bar():
+    """Encode + decode in 1-frame chunks on one thread at >= 5x real time, as the streaming engine runs them
+    (its compiled frame steps; the eager figure is on the card too)."""
+    speed = load_codec().card["speed"]
+    assert speed["threads"] == 1
+    assert speed["x_real_time_1frame_enc_dec_compiled"] >= 5.0
 
 
 def test_fixture_reproduces_card_numbers(codec):
@@ -116,19 +128,23 @@ def test_pitch_fixture_reproduces_card_numbers(codec):
         assert got["harmony"]["stem_q4"] == pytest.approx(expected["harmony"]["stem_q4"], abs=2e-3)
 
 
-def test_a_retrained_decoder_keeps_the_codes_and_more_of_the_harmony(codec):
+@pytest.mark.parametrize("path", [default_checkpoint(), *KEPT], ids=lambda p: p.stem)
+def test_a_retrained_decoder_keeps_the_codes_and_more_of_the_harmony(path):
     """A codec whose decoder alone was retrained (its card's ``decoder_of``) makes its parent's codes, so the
     models and token caches of the parent find it (``find_codec``), and it keeps more of the stems' harmony
     than the parent's decoder on the same held-out excerpts (docs/codec_experiments.md)."""
-    parent = codec.card.get("decoder_of")
+    card = load_codec(path).card
+    parent = card.get("decoder_of")
     if parent is None:
-        pytest.skip("the shipped codec's decoder was trained with its encoder")
-    assert codec.card["codes_sha256"] != codec.card["weights_sha256"]
-    assert find_codec(codec.card["codes_sha256"]) == default_checkpoint()
-    ours, theirs = codec.card["pitch"]["harmony"], parent["pitch_harmony"]
+        pytest.skip(f"{path.name}: its decoder was trained with its encoder")
+    assert card["codes_sha256"] != card["weights_sha256"]
+    assert find_codec(card["codes_sha256"]) == path
+    ours, theirs = card["pitch"]["harmony"], parent["pitch_harmony"]
     assert ours["stem_original"] == pytest.approx(theirs["stem_original"])  # the same excerpts
     assert ours["stem_q4"] > theirs["stem_q4"]
 
 
-def test_previous_codec_is_kept_for_the_models_trained_on_it(previous):
-    assert find_codec(previous.card["weights_sha256"]) == PREVIOUS
+@pytest.mark.parametrize("path", KEPT, ids=lambda p: p.stem)
+def test_previous_codecs_are_kept_for_the_models_trained_on_them(path):
+    card = load_codec(path).card
+    assert find_codec(card.get("codes_sha256", card["weights_sha256"])) == path

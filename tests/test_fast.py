@@ -4,6 +4,8 @@ the compiled step equals the eager one, and a compiler failure falls back to it 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -55,6 +57,24 @@ def test_fast_equals_plain_greedy(tables, tf, k):
     assert torch.equal(plain, fast)
 
 
+@pytest.mark.parametrize("tf,k", [(1, 1), (3, 1), (2, 3)])
+def test_fast_reads_the_present_input_as_the_plain_generator(tables, tf, k):
+    """A model with ``cfg.present_input`` (t_f >= 1): the fast path adds the frame sounding with the prediction
+    exactly where the plain generator does, also past the sliding window and across k > 1 re-feeds."""
+    torch.manual_seed(3)
+    cfg = dataclasses.replace(PRESET.model, present_input=True)
+    acc = Accompanist(cfg, tables, StreamSpec(tf=tf, k=k, window=60)).eval()
+    with torch.no_grad():
+        acc.gate.fill_(1.0)
+        acc.present_proj.weight.mul_(20.0)  # a present term strong enough to change greedy choices
+    x = codes(220, 4)
+    plain = streamed(acc, tf, k, 180, x)
+    assert not torch.equal(plain, streamed(make(tables, tf, k, seed=3), tf, k, 180, x))  # the present term matters
+    assert torch.equal(plain, streamed(acc, tf, k, 180, x, fast=True, compile=False, dtype=FP32))
+    if (tf, k) == (1, 1):
+        assert torch.equal(plain, streamed(acc, tf, k, 180, x, fast=True, compile=True, dtype=FP32))
+
+
 def test_fast_prompt_and_offline_equal_plain(tables):
     acc, truth = make(tables, -2), codes(6, 9)
     outs = []
@@ -90,7 +110,7 @@ def test_gumbel_sampling_follows_the_softmax(tables):
     dec = fast_decoder(acc, torch.float32)
     cache = dec.new_cache()
     args = (codes(1, 3)[:, 0], torch.zeros(12), torch.tensor(False), torch.tensor(True), codes(1, 4)[:, 0] + 19, torch.tensor(0),
-            cache.keys, cache.values, cache.slot_pos)
+            cache.keys, cache.values, cache.slot_pos, torch.zeros(4, dtype=torch.long), torch.tensor(True))
     with torch.inference_mode():
         logits = dec.logits(*args)[0]
         top, idx = (logits / 0.7).topk(5, dim=-1)
@@ -194,7 +214,8 @@ def test_bf16_weights_stay_close_to_fp32(tables):
         with torch.inference_mode():
             outs.append(dec.logits(codes(1, 3)[:, 0], torch.zeros(12), torch.tensor(False), torch.tensor(True),
                                    codes(1, 4)[:, 0] + 19,
-                                   torch.tensor(0), cache.keys, cache.values, cache.slot_pos)[0])
+                                   torch.tensor(0), cache.keys, cache.values, cache.slot_pos,
+                                   torch.zeros(4, dtype=torch.long), torch.tensor(True))[0])
     assert outs[1].dtype == torch.float32 and (outs[1] - outs[0]).abs().max() < 0.05 * outs[0].abs().max()
     gen = acc.generator(0, fast=True, compile=False, dtype=torch.bfloat16)
     gen.feed_input(codes(20, 5))

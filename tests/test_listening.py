@@ -79,6 +79,9 @@ def test_known_winner_is_found():
     assert sum(d["significant"] for d in middle) <= 1  # equal systems: (almost) never significant
     table = res.significance_table()
     assert table[0][0] == "N/A" and len(table) == 7 and all(len(r) == 7 for r in table)
+    lines = res.format_table().splitlines()  # ranked: the ground truth first, random pairing last
+    assert len(lines) == 8 and lines[1].split()[0] == "ground_truth" and lines[-1].split()[0] == "random"
+    assert lines[1].split()[1] == "N/A" and lines[1].split()[2] == "*"
 
 
 def test_no_differences_give_no_kruskal_signal():

@@ -71,7 +71,9 @@ def test_the_book_grid_is_shipped():
     specs = {(e.tf, e.k) for e in ENTRIES if e.kind == "streaming"}
     assert {(-50, 1), (0, 1), (50, 1)} <= specs, specs  # k = 1 at t_f = -1 s, 0, +1 s
     assert any(k > 1 for _, k in specs), "no k > 1 prefix-decoder model"
-    assert any(e.kind == "offline_prefix" for e in ENTRIES), "no offline prefix decoder"
+    # an offline baseline: the paper's prefix decoder or the StemGen-style masked model (chapter 12); the first
+    # codec's 200-step prefix decoder was retired for the checkpoint budget (results/first_codec_cards/)
+    assert any(e.kind == "offline_prefix" for e in ENTRIES) or MASKED, "no offline baseline"
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.path.stem for e in ENTRIES])
@@ -167,3 +169,9 @@ def test_warm_start_table_starts_from_the_first_codec_model():
     card = _table_card("book_tf+0_k1")
     assert int(start["steps"]) == card["steps"] and float(start["card_val_loss"]) == pytest.approx(card["val_loss"])
     _rescore_still_shipped(["book_tf+0_k1"], [int(r["tf"]) for r in rows.values()], own, len(info))
+
+
+def test_checkpoints_fit_the_repository_budget():
+    """``checkpoints/`` is committed without LFS: every weight file and card together stay under 100 MB."""
+    total = sum(p.stat().st_size for p in (ROOT / "checkpoints").rglob("*") if p.is_file())
+    assert total < 100 * 2**20, f"checkpoints/ holds {total / 2**20:.1f} MB: retire a model first"

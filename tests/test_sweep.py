@@ -9,7 +9,7 @@ from test_stream import StandIn
 
 from streamlib.codec import CausalCodec
 from streamlib.config import StreamSpec, get_preset
-from streamlib.stream import ModelEntry, shipped_models
+from streamlib.stream import ModelEntry, is_streaming_card, shipped_models
 from streamlib.sweep import (
     CSV_COLUMNS, DEFAULT_CSV, Clip, SweepError, load_clips, random_pairing, read_csv, run_sweep, swept_cards, sweep_figure,
 )
@@ -128,7 +128,7 @@ def test_committed_sweep_rows_are_the_models_of_their_cards():
     for r in rows:
         card = cards[r["checkpoint"]]
         assert card is not None, f"{r['checkpoint']}: no shipped or archived card has weights {r['weights_sha256']}"
-        spec = (None, None) if card["kind"] == "masked" or card["offline"] else (card["spec"]["tf"], card["spec"]["k"])
+        spec = (card["spec"]["tf"], card["spec"]["k"]) if is_streaming_card(card) else (None, None)
         assert (r["tf_frames"], r["k_frames"]) == spec, r["checkpoint"]
 
 

@@ -46,6 +46,7 @@ from streamlib.checkpoint import (
 from streamlib.codec.model import RVQCodec, build_codec_model, dac_weight_norm_quiet
 from streamlib.config import CodecConfig, ConfigError, bf16_supported, get_device, seed_everything
 from streamlib.pitch import SEMITONE_BINS
+from streamlib.stopping import StopRequest
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ def default_train_config(codec_cfg: CodecConfig, gan: bool = False) -> CodecTrai
     pitch terms); dac's recipe for the waveform codec (GAN on for the paper preset)."""
     if codec_cfg.arch == "spectral":
         return CodecTrainConfig(excerpt_seconds=2.0, code_restart=True, semitone_weight=5.0,
-                                pitch_head_weight=1.0 if codec_cfg.pitch_bins else 0.0, gan=gan)
+                                pitch_head_weight=5.0 if codec_cfg.pitch_bins else 0.0, gan=gan)
     return CodecTrainConfig(gan=gan)
 
 
@@ -419,61 +420,65 @@ def train_codec(
     last_save = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, desc="codec", unit="step", disable=not progress)
     sitting = time.perf_counter()
-    while step < cfg.steps:
-        if cfg.max_seconds is not None and time.perf_counter() - sitting > cfg.max_seconds:
-            break
-        t0 = time.perf_counter()
-        x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
-        with torch.autocast(**autocast):
-            out = decode_frozen_codes(model, x) if cfg.decoder_only else model(x)
-        y, commitment, codebook = out["audio"].float(), out["vq/commitment_loss"], out["vq/codebook_loss"]
-        terms = losses(y, x)
-        terms["commitment"], terms["codebook"] = commitment, codebook
-        w_wave = cfg.waveform_weight * max(0.0, 1.0 - step / max(cfg.waveform_steps, 1))
-        total = cfg.mel_weight * terms["mel"] + cfg.stft_weight * terms["stft"] + w_wave * terms["waveform"]
-        if not cfg.decoder_only:
-            total = total + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
-        if cfg.semitone_weight > 0 or cfg.pitch_head_weight > 0:
-            terms.update(pitch_losses(spectrum, y, x, None if cfg.decoder_only else out.get("pitch_logits")))
-            total = total + cfg.semitone_weight * terms["semitone"]
-            if "pitch_head" in terms:
-                total = total + cfg.pitch_head_weight * terms["pitch_head"]
-        if phase_loss is not None:
-            terms["phase"] = phase_loss(y, x)
-            total = total + cfg.phase_weight * terms["phase"]
-        if disc is not None:
-            d_loss = gan_loss.discriminator_loss(losses.signal(y.detach()), losses.signal(x))
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
-            disc_opt.step()
-            disc_sched.step()
-            adv, feat = gan_loss.generator_loss(losses.signal(y), losses.signal(x))
-            total = total + cfg.adversarial_weight * adv + cfg.feature_weight * feat
-            terms.update(adversarial=adv, feature=feat, discriminator=d_loss)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite codec loss at step {step}: {[(k, float(v)) for k, v in terms.items()]}")
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        if restarter is not None:
-            terms["restarted"] = torch.tensor(float(restarter.update(model.quantizer, out["codes"],
-                                                                      out["level_latents"], step + 1)))
-        step += 1
-        wall += time.perf_counter() - t0
-        last = {k: float(v.detach()) for k, v in terms.items()}
-        last.update(total=float(total.detach()), grad_norm=float(gnorm), lr=opt.param_groups[0]["lr"])
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            bar.set_postfix(mel=f"{last['mel']:.3f}", commit=f"{last['commitment']:.3f}")
-            if log_path is not None:
-                with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow([step, f"{wall:.1f}"] + [f"{last.get(k, float('nan')):.6g}" for k in fields[2:]])
-        if time.perf_counter() - last_save > cfg.save_every_seconds:
-            save()
-            last_save = time.perf_counter()
+    with StopRequest() as stopper:  # Ctrl-C / SIGTERM: finish the step, save, stop (run again to resume)
+        while step < cfg.steps:
+            if cfg.max_seconds is not None and time.perf_counter() - sitting > cfg.max_seconds:
+                break
+            if stopper.signal is not None:
+                bar.write(f"stopped by signal {stopper.signal} after step {step}; run again to resume")
+                break
+            t0 = time.perf_counter()
+            x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
+            with torch.autocast(**autocast):
+                out = decode_frozen_codes(model, x) if cfg.decoder_only else model(x)
+            y, commitment, codebook = out["audio"].float(), out["vq/commitment_loss"], out["vq/codebook_loss"]
+            terms = losses(y, x)
+            terms["commitment"], terms["codebook"] = commitment, codebook
+            w_wave = cfg.waveform_weight * max(0.0, 1.0 - step / max(cfg.waveform_steps, 1))
+            total = cfg.mel_weight * terms["mel"] + cfg.stft_weight * terms["stft"] + w_wave * terms["waveform"]
+            if not cfg.decoder_only:
+                total = total + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
+            if cfg.semitone_weight > 0 or cfg.pitch_head_weight > 0:
+                terms.update(pitch_losses(spectrum, y, x, None if cfg.decoder_only else out.get("pitch_logits")))
+                total = total + cfg.semitone_weight * terms["semitone"]
+                if "pitch_head" in terms:
+                    total = total + cfg.pitch_head_weight * terms["pitch_head"]
+            if phase_loss is not None:
+                terms["phase"] = phase_loss(y, x)
+                total = total + cfg.phase_weight * terms["phase"]
+            if disc is not None:
+                d_loss = gan_loss.discriminator_loss(losses.signal(y.detach()), losses.signal(x))
+                disc_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
+                disc_opt.step()
+                disc_sched.step()
+                adv, feat = gan_loss.generator_loss(losses.signal(y), losses.signal(x))
+                total = total + cfg.adversarial_weight * adv + cfg.feature_weight * feat
+                terms.update(adversarial=adv, feature=feat, discriminator=d_loss)
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"non-finite codec loss at step {step}: {[(k, float(v)) for k, v in terms.items()]}")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            if restarter is not None:
+                terms["restarted"] = torch.tensor(float(restarter.update(model.quantizer, out["codes"],
+                                                                          out["level_latents"], step + 1)))
+            step += 1
+            wall += time.perf_counter() - t0
+            last = {k: float(v.detach()) for k, v in terms.items()}
+            last.update(total=float(total.detach()), grad_norm=float(gnorm), lr=opt.param_groups[0]["lr"])
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                bar.set_postfix(mel=f"{last['mel']:.3f}", commit=f"{last['commitment']:.3f}")
+                if log_path is not None:
+                    with open(log_path, "a", newline="") as f:
+                        csv.writer(f).writerow([step, f"{wall:.1f}"] + [f"{last.get(k, float('nan')):.6g}" for k in fields[2:]])
+            if time.perf_counter() - last_save > cfg.save_every_seconds:
+                save()
+                last_save = time.perf_counter()
     bar.close()
     save()
     model.eval()

@@ -38,15 +38,9 @@ def _analyse(args) -> int:
     result = analyse_study(args.study, args.answers, alpha=args.alpha)
     print(f"Kruskal-Wallis H = {result.kruskal_h:.2f}, p = {result.kruskal_p:.3g}; "
           f"pairs significant below p = {result.alpha:.4g} (Bonferroni)")
-    order = sorted(result.systems, key=result.mean_preference.get, reverse=True)
-    for s in order:
+    for s in result.ranked():
         print(f"  {s:24s} mean preference {result.mean_preference[s]:.3f}")
-    table = result.significance_table()
-    width = max(len(s) for s in order)
-    idx = [result.systems.index(s) for s in order]
-    print(" " * width, " ".join(f"{s[:8]:>8}" for s in order))
-    for i in idx:
-        print(f"{result.systems[i]:>{width}}", " ".join(f"{table[i][j]:>8}" for j in idx))
+    print(result.format_table())
     return 0
 
 

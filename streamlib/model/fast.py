@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamlib.config import ConfigError
 from streamlib.input_chroma import CHROMA_BINS
 from streamlib.model.accompanist import Accompanist, check_chroma, check_sampling, override_tokens
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token
@@ -90,6 +89,7 @@ class FastDecoder(nn.Module):
         self.register_buffer("out_offsets", torch.arange(self.n_q) * vocab)
         self.in_norm, self.in_proj = acc.in_norm, acc.in_proj
         self.chroma_proj = acc.chroma_proj if cfg.input_chroma else None  # the chroma input path (fixed per model)
+        self.present = (acc.present_norm, acc.present_proj) if cfg.present_input else None  # the present input path
         self.in_out_norm, self.out_norm = acc.in_out_norm, acc.out_norm
         self.register_buffer("input_pad", keep(acc.input_pad))
         self.register_buffer("gate", keep(acc.gate))
@@ -111,19 +111,25 @@ class FastDecoder(nn.Module):
                            self.in_table.device)
 
     def logits(self, in_codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
-               keys: Tensor, values: Tensor, slot_pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+               keys: Tensor, values: Tensor, slot_pos: Tensor, present: Tensor,
+               present_pad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One position: its code logits ``[n_q, size]`` (fp32) and its keys and values
         ``[layers, kv heads, head dim]`` for the cache (the caller stores them: the graph stays pure).
 
         ``in_codes`` / ``tokens``: ``[n_q]`` input codes and output tokens; ``chroma``: ``[12]`` the input
         frame's chroma (read only by a model with ``cfg.input_chroma``); ``pad`` / ``keep``: 0-d flags
         (``Accompanist.embed``); ``pos``: its position; it attends to itself and to the slots holding a
-        position below it (``slot_pos``: the position in each slot, -1 for none).
+        position below it (``slot_pos``: the position in each slot, -1 for none). ``present`` ``[n_q]`` and the
+        0-d ``present_pad``: the input frame sounding with the prediction (read only with ``cfg.present_input``).
         """
         e_x = self.in_table[in_codes + self.in_offsets].sum(0)
         h = _linear(self.in_proj, self.in_norm(e_x))
         if self.chroma_proj is not None:
             h = h + _linear(self.chroma_proj, chroma.to(h.dtype))
+        if self.present is not None:
+            norm, proj = self.present
+            e_p = _linear(proj, norm(self.in_table[present + self.in_offsets].sum(0)))
+            h = h + e_p * (~present_pad).to(h.dtype)
         h = torch.where(pad, self.input_pad, h)
         h = self.in_out_norm(h) * keep.to(h.dtype)
         e_y = self.out_table[tokens + self.out_offsets].sum(0)
@@ -153,12 +159,13 @@ class FastDecoder(nn.Module):
         return logits, torch.stack(new_keys), torch.stack(new_values)
 
     def forward(self, in_codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, pos: Tensor,
-                keys: Tensor, values: Tensor, slot_pos: Tensor, inv_temperature: Tensor,
-                noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                keys: Tensor, values: Tensor, slot_pos: Tensor, present: Tensor, present_pad: Tensor,
+                inv_temperature: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``logits``, then top-k sampling: the sampled next-step codes ``[n_q]`` (top ``noise.shape[-1]``
         at ``1 / inv_temperature``) and the keys and values. ``noise``: uniform ``[n_q, top_k]``, made
         Gumbel noise here (Gumbel-max: argmax of logits + Gumbel noise samples the softmax)."""
-        logits, k, v = self.logits(in_codes, chroma, pad, keep, tokens, pos, keys, values, slot_pos)
+        logits, k, v = self.logits(in_codes, chroma, pad, keep, tokens, pos, keys, values, slot_pos, present,
+                                   present_pad)
         top, idx = (logits * inv_temperature).topk(noise.shape[-1], dim=-1)
         choice = (top - torch.log(-torch.log(noise))).argmax(-1, keepdim=True)
         return idx.gather(-1, choice)[:, 0], k, v
@@ -283,9 +290,6 @@ class FastGenerator:
                  compile: bool = True, dtype: torch.dtype | None = None,
                  notify: Callable[[str], None] | None = None):
         check_sampling(temperature, top_k)
-        if acc.cfg.present_input:
-            raise ConfigError("the fast path does not read the present input (cfg.present_input) yet: use the plain "
-                              "generator (fast=False)")
         self.decoder = fast_decoder(acc, dtype)
         self.n_q, self.notify = acc.cfg.n_q, notify
         self.top_k = min(int(top_k), acc.codebook_size)
@@ -312,6 +316,9 @@ class FastGenerator:
         # separate tensors for the two flags: passing one tensor as both would be another graph (aliasing)
         self.pad_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
         self.keep_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
+        self.present_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
+        self.reads_present = bool(acc.cfg.present_input)
+        self.present = torch.zeros(self.n_q, dtype=torch.long, device=self.device)  # its own buffer: no aliasing
         self.levels = torch.arange(self.n_q, device=self.device)
         self.noise = torch.empty(0)
         self.noise_used = NOISE_BLOCK
@@ -387,7 +394,7 @@ class FastGenerator:
         with compile_settings():
             for position in range(3):  # compile, then two calls that must not recompile
                 self._call(self.inputs[0], self.chroma[0], self.pad_flags[position == 0], self.keep_flags[True],
-                           self.pad_row, position, self.cache)
+                           self.pad_row, position, self.cache, self.present_flags[position == 0])
         if self.compiled:
             _READY.add(self.decoder)
         self.cache.slot_pos.fill_(-1)  # forget the warm-up positions
@@ -417,20 +424,29 @@ class FastGenerator:
                 self.first_missing = position
         step = position - out_off
         tokens = self.steps[step] if step >= 0 else self.pad_row
-        out = self._call(codes, chroma, self.pad_flags[pad], self.keep_flags[keep], tokens, position, self.cache)
+        present_pad = self.present_flags[True]  # read only by a model with the present input path
+        if self.reads_present:  # the frame sounding with the prediction: t_f frames before the newest
+            back = frame - self.tf
+            if 0 <= back < self.n_input:
+                self.present.copy_(self.inputs[back])
+            else:
+                self.present.zero_()
+            present_pad = self.present_flags[back < 0]
+        out = self._call(codes, chroma, self.pad_flags[pad], self.keep_flags[keep], tokens, position, self.cache,
+                         present_pad)
         self.cache.next_position = position + 1
         self.cache.dropped = max(self.cache.dropped, position + 1 - self.cache.window)
         return out
 
     def _call(self, codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, position: int,
-              cache: StaticCache) -> Tensor:
+              cache: StaticCache, present_pad: Tensor) -> Tensor:
         if self.noise_used == NOISE_BLOCK:
             self.noise = torch.rand(NOISE_BLOCK, self.n_q, self.top_k, device=self.device)
             self.noise_used = 0
         noise = self.noise[self.noise_used]
         self.noise_used += 1
         args = (codes, chroma, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values,
-                cache.slot_pos, self.inv_temperature, noise)
+                cache.slot_pos, self.present, present_pad, self.inv_temperature, noise)
         out, k, v = self.step(*args)
         slot = position % cache.slot_pos.shape[0]
         cache.keys[:, :, slot] = k

@@ -61,9 +61,10 @@ def _lib_offline(rows: list[dict], metric: str) -> bool | None:
 
 def _expected3() -> tuple[int, int]:
     """From the cards of the models the sweep ran (shipped or archived since), not from today's shipped set."""
+    from streamlib.stream import is_streaming_card
     from streamlib.sweep import swept_cards
 
-    cards = [c for c in swept_cards(_rows()).values() if c["kind"] == "accompanist" and not c["offline"]]
+    cards = [c for c in swept_cards(_rows()).values() if is_streaming_card(c)]
     return len(cards), len({c["spec"]["k"] for c in cards})
 
 
