@@ -253,7 +253,7 @@ def test_greedy_generation_with_the_present_input_matches_teacher_forcing(tables
     assert not torch.equal(plain.generate(t), out)  # the present term changes what is played
 
 
-def test_the_present_input_is_for_lookahead_models_on_the_plain_path(tables):
+def test_the_present_input_is_for_lookahead_models(tables):
     import dataclasses
 
     cfg = dataclasses.replace(PRESET.model, present_input=True)
@@ -262,8 +262,6 @@ def test_the_present_input_is_for_lookahead_models_on_the_plain_path(tables):
             Accompanist(cfg, tables, spec)
     with pytest.raises(ConfigError, match="t_f >= 1"):
         Accompanist(cfg, tables, offline=True)
-    with pytest.raises(ConfigError, match="fast path"):
-        make_present(tables, 2).generator(0, fast=True, compile=False)
     acc = make_present(tables, 2)
     a = align(codes(8, 1), codes(8, 2), 0, 2)
     with pytest.raises(ConfigError, match="pass present"):
