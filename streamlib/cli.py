@@ -75,6 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with "-" and is not a plain number ("--tf -1s", "--tf -200ms"): argparse would
+# take such a value for an option of its own, so it is attached with "=" before parsing.
+SIGNED_VALUE_OPTIONS = ("--tf",)
+
+
+def attach_signed_values(argv: list[str]) -> list[str]:
+    """``["--tf", "-1s"]`` -> ``["--tf=-1s"]`` for the options of ``SIGNED_VALUE_OPTIONS``; the rest as given."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in SIGNED_VALUE_OPTIONS and value[:1] == "-" and (value[1:2].isdigit() or value[1:2] == "."):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def is_ours(error: BaseException) -> bool:
     """Errors reported in one line: streamlib's own exception classes (raised on purpose, with a message
     that says what is wrong) and file-system errors (a path the user gave). Anything else is a bug and
@@ -84,7 +104,7 @@ def is_ours(error: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_signed_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -202,20 +202,22 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
         entry = ModelEntry(label, "offline_prefix" if acc.offline else "streaming", None,
                            None if spec is None else spec.tf, None if spec is None else spec.k, acc)
         values = {}  # per-clip scores of each stem set, computed once: for its rows and for the paired gap
+        options = (sampling or {}).get(label, {})
+        temperature = options.get("temperature", 1.0)
         for paired in (True, False) if control else (True,):
             t0 = time.perf_counter()
             stems = [a[cut:] for a in generate_clips(acc, clips, codec, seed=seed, paired=paired,
-                                                     prompt_frames=prompt_frames, **(sampling or {}).get(label, {}))]
+                                                     prompt_frames=prompt_frames, **options)]
             name = label if paired else f"{label} (another song's input)"
             kind = entry.kind if paired else CONTROL_KIND
             values[paired] = scorer.clip_values(stems, after)
             rows += noted(result_rows(name, kind, scorer(stems, after, seed=seed, values=values[paired]), after,
-                                      entry=entry))
+                                      entry=entry, temperature=temperature))
             if log:
                 log(f"{name}: {len(clips)} clips in {time.perf_counter() - t0:.0f} s")
         if control:
             gap = scorer.paired_gap(values[True], values[False], after, seed=seed)
-            rows += noted(result_rows(label + GAP_SUFFIX, GAP_KIND, gap, after, entry=entry))
+            rows += noted(result_rows(label + GAP_SUFFIX, GAP_KIND, gap, after, entry=entry, temperature=temperature))
     return rows
 
 
@@ -250,6 +252,55 @@ def verdict(rows: Sequence[dict], metrics: Sequence[str] = PLAY_ALONG_METRICS) -
                 "gap": None if gap is None else gap["value"],
                 "listens": None if gap is None else gap["ci_low"] > 0,
             })
+    return out
+
+
+def play_along_bar(rows: Sequence[dict], metric: str = "harmonic_agreement",
+                   beat_metric: str = "beat_f1_song") -> list[dict]:
+    """The play-along bar of a sweep (chapter 10; the rows of ``sweep --control``), as stated checks:
+
+    1. every streaming model at t_f >= 0 scores above the random-pairing floor with non-overlapping 95 %
+       intervals, on ``metric`` (harmony) and on ``beat_metric`` (beats);
+    2. at each k, the largest t_f scores above the smallest (t_f < 0) on ``metric``, non-overlapping intervals;
+    3. the true-vs-another-song's-input control separates at every t_f >= 0: the paired listening gap's interval
+       on ``metric`` lies above 0.
+
+    Returns ``{check, systems, numbers, holds}`` rows; ``holds`` is None where the rows lack what a check needs
+    (no t_f >= 0 model, no t_f < 0 model at a k, no control rows)."""
+    def row(system: str, m: str) -> dict | None:
+        return _ci(rows, system, m)
+
+    def interval(r: dict) -> str:
+        return f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+
+    streaming = [r for r in rows if r["kind"] == "streaming" and r["metric"] == metric]
+    listening = [r for r in streaming if r["tf_frames"] >= 0]
+    out = []
+    for m in (metric, beat_metric):
+        floor = row("random pairing", m)
+        for r in listening:
+            mine = row(r["system"], m)
+            if floor is None or mine is None:
+                out.append({"check": f"above the floor on {m}", "systems": r["system"], "numbers": "", "holds": None})
+                continue
+            out.append({"check": f"above the floor on {m}", "systems": r["system"],
+                        "numbers": f"{interval(mine)} vs floor {interval(floor)}",
+                        "holds": mine["ci_low"] > floor["ci_high"]})
+    for k in sorted({r["k_frames"] for r in streaming}):
+        at_k = sorted((r for r in streaming if r["k_frames"] == k), key=lambda r: r["tf_frames"])
+        low, high = at_k[0], at_k[-1]
+        if low["tf_frames"] >= 0 or high is low:
+            out.append({"check": f"largest t_f above t_f < 0 on {metric}", "systems": f"k={k}", "numbers": "",
+                        "holds": None})
+            continue
+        out.append({"check": f"largest t_f above t_f < 0 on {metric}",
+                    "systems": f"{high['system']} vs {low['system']}",
+                    "numbers": f"{interval(high)} vs {interval(low)}", "holds": high["ci_low"] > low["ci_high"]})
+    for r in listening:
+        gap = row(r["system"] + GAP_SUFFIX, metric)
+        out.append({"check": f"own input above another song's on {metric} (paired gap)", "systems": r["system"],
+                    "numbers": "" if gap is None else interval(gap),
+                    "holds": None if gap is None else gap["ci_low"] > 0})
     return out
 
 
@@ -299,5 +350,5 @@ def verdict_line(report: dict, instrument: str) -> str:
     return f"{instrument} {word}: " + "; ".join(parts)
 
 
-__all__ = ["CONTROL_KIND", "GAP_KIND", "GAP_SUFFIX", "PLAY_ALONG_METRICS", "continuation_clips", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "render", "stem_report", "verdict",
+__all__ = ["CONTROL_KIND", "GAP_KIND", "GAP_SUFFIX", "PLAY_ALONG_METRICS", "continuation_clips", "example_panels", "generate_clips", "input_chroma_for", "panel_scores", "play_along", "play_along_bar", "render", "stem_report", "verdict",
            "verdict_line"]

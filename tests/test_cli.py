@@ -257,3 +257,15 @@ def test_only_our_errors_lose_their_traceback():
     assert is_ours(ConfigError("bad value")) and is_ours(CheckpointError("missing"))
     assert is_ours(NotADirectoryError(20, "Not a directory", "README.md/x"))
     assert not is_ours(ValueError("a bug")) and not is_ours(KeyError("a bug"))
+
+
+def test_a_negative_lookahead_needs_no_equals_sign():
+    from streamlib.cli import attach_signed_values, build_parser
+
+    assert attach_signed_values(["train", "--tf", "-1s", "--k", "1f"]) == ["train", "--tf=-1s", "--k", "1f"]
+    assert attach_signed_values(["stream", "--tf", "-.2"]) == ["stream", "--tf=-.2"]
+    assert attach_signed_values(["train", "--tf", "--k", "1f"]) == ["train", "--tf", "--k", "1f"]  # left to argparse
+    args = build_parser().parse_args(attach_signed_values(["train", "--tf", "-1s", "--out", "x"]))
+    assert args.tf == "-1s"
+    with pytest.raises(SystemExit):  # what the fix is for: argparse alone takes "-1s" for an option
+        build_parser().parse_args(["train", "--tf", "-1s", "--out", "x"])

@@ -100,6 +100,37 @@ def test_verdict_needs_non_overlapping_intervals():
     assert set(out) == {"m1", "m2"}
 
 
+def test_the_bar_of_a_sweep_is_three_stated_checks():
+    from streamlib.playalong import GAP_SUFFIX, play_along_bar
+
+    def row(system, kind, metric, value, low, high, tf=None, k=None):
+        return {"system": system, "kind": kind, "metric": metric, "value": value, "ci_low": low, "ci_high": high,
+                "tf_frames": tf, "k_frames": k}
+
+    def model(name, tf, harmony, beats, gap_low):
+        return [row(name, "streaming", "harmonic_agreement", *harmony, tf=tf, k=1),
+                row(name, "streaming", "beat_f1_song", *beats, tf=tf, k=1),
+                row(name + GAP_SUFFIX, "listening_gap", "harmonic_agreement", gap_low + 0.02, gap_low, gap_low + 0.04,
+                    tf=tf, k=1)]
+
+    floor = [row("random pairing", "random_floor", "harmonic_agreement", 0.28, 0.26, 0.30),
+             row("random pairing", "random_floor", "beat_f1_song", 0.24, 0.20, 0.28)]
+    rows = floor + model("minus", -50, (0.29, 0.27, 0.31), (0.22, 0.18, 0.26), -0.01) \
+        + model("zero", 0, (0.33, 0.31, 0.35), (0.33, 0.29, 0.37), 0.01) \
+        + model("plus", 50, (0.35, 0.32, 0.38), (0.30, 0.26, 0.34), 0.02)
+    checks = play_along_bar(rows)
+    holds = {(c["check"].split(" on ")[0], c["check"].split(" on ")[1].split(" ")[0], c["systems"]): c["holds"]
+             for c in checks}
+    assert holds[("above the floor", "harmonic_agreement", "zero")] and holds[("above the floor", "harmonic_agreement", "plus")]
+    assert holds[("above the floor", "beat_f1_song", "zero")]
+    assert not holds[("above the floor", "beat_f1_song", "plus")]  # 0.26 does not clear the floor's 0.28
+    assert holds[("largest t_f above t_f < 0", "harmonic_agreement", "plus vs minus")]
+    assert holds[("own input above another song's", "harmonic_agreement", "zero")]
+    assert ("above the floor", "harmonic_agreement", "minus") not in holds  # t_f < 0 is not asked to
+    no_control = [r for r in rows if r["kind"] != "listening_gap"]
+    assert all(c["holds"] is None for c in play_along_bar(no_control) if "own input" in c["check"])
+
+
 def test_render_is_seeded_and_causal():
 
     codec, acc = _debug_model()

@@ -18,13 +18,30 @@ from streamlib.sweep import paper_findings as sweep_findings
 SR = 16_000
 
 
-def rms_scorer(generated, clips, seed=0):
-    """A test scorer: per-clip RMS with a bootstrap interval (the real one is MetricScorer)."""
-    values = np.array([float(np.sqrt(np.mean(g ** 2))) for g in generated])
-    rng = np.random.default_rng(seed)
-    boots = [rng.choice(values, len(values)).mean() for _ in range(200)]
-    return {"rms": (float(values.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)),
-                    len(values), "test metric")}
+class RmsScorer:
+    """A test scorer: per-clip RMS with a bootstrap interval, and the paired gap of two systems; the real one is
+    MetricScorer, with the same three calls."""
+
+    def clip_values(self, generated, clips):
+        return {"rms": {i: float(np.sqrt(np.mean(g ** 2))) for i, g in enumerate(generated)}}
+
+    @staticmethod
+    def _interval(values, seed, note):
+        values = np.asarray(values)
+        rng = np.random.default_rng(seed)
+        boots = [rng.choice(values, len(values)).mean() for _ in range(200)]
+        return (float(values.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)),
+                len(values), note)
+
+    def __call__(self, generated, clips, seed=0, values=None):
+        values = self.clip_values(generated, clips) if values is None else values
+        return {"rms": self._interval(list(values["rms"].values()), seed, "test metric")}
+
+    def paired_gap(self, a, b, clips, seed=0):
+        return {"rms": self._interval([a["rms"][i] - b["rms"][i] for i in a["rms"]], seed, "paired test gap")}
+
+
+rms_scorer = RmsScorer()
 
 
 def make_clips(n=4, frames=20, lookahead=8):  # t_f up to 5 plus the delay pattern's 3 frames
@@ -170,3 +187,32 @@ def test_sweep_targets_option_names_categories():
     assert "targets" in inspect.signature(sweep_command).parameters
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sweep", "--targets", "Vocal"])
+
+
+class TemperatureStandIn(StandIn):
+    """A stand-in accompanist that records the sampling temperature it is asked for."""
+
+    temperatures: list
+
+    def generator(self, category, temperature=1.0, top_k=200, **options):
+        self.temperatures = getattr(self, "temperatures", []) + [temperature]
+        return super().generator(category, temperature, top_k, **options)
+
+
+def test_the_control_adds_another_songs_input_and_the_paired_gap(codec, tmp_path):
+    """``sweep --control``: each streaming model also plays every clip with another clip's input, and the paired
+    gap (own minus another's, clip by clip) gets a row of its own; ``--temperature`` reaches the sampler and the
+    model rows."""
+    from streamlib.playalong import GAP_SUFFIX
+
+    acc = TemperatureStandIn(StreamSpec(0, 1, window=50))
+    entry = ModelEntry("tf0 k1", "streaming", None, 0, 1, accompanist=acc)
+    rows = run_sweep([entry], make_clips(), codec, rms_scorer, tmp_path / "sweep.csv", progress=None, control=True,
+                     temperature=0.5)
+    table = {r["system"]: r for r in read_csv(tmp_path / "sweep.csv")}
+    assert len(rows) == len(table) == 5
+    assert table["tf0 k1 (another song's input)"]["kind"] == "random_input"
+    gap = table["tf0 k1" + GAP_SUFFIX]
+    assert gap["kind"] == "listening_gap" and gap["ci_low"] <= gap["value"] <= gap["ci_high"] and gap["n"] == 4
+    assert set(acc.temperatures) == {0.5} and len(acc.temperatures) == 8  # 4 clips, own input and another's
+    assert table["tf0 k1"]["temperature"] == 0.5 and table["ground truth"]["temperature"] is None

@@ -8,6 +8,7 @@ writes a tidy CSV (default ``results/sweep_book.csv``) and one HTML figure per m
     python -m streamlib sweep --quick               # 2 clips of 2 s (a smoke run)
     python -m streamlib sweep --clips 48 --per-song 2 --control   # the play-along bar: 48 clips, A.2 control
     python -m streamlib sweep --checkpoints runs/bass --targets Bass   # one-instrument models, bass clips only
+    python -m streamlib sweep --dataset data/synth480 --temperature 0.5  # another set's test split, cooler sampling
 """
 
 from __future__ import annotations
@@ -41,11 +42,18 @@ def _run(args) -> int:
         out, checkpoints=args.checkpoints, clips=args.clips or (2 if quick else 8),
         seconds=args.seconds or (2.0 if quick else 10.0), seed=args.seed, codec_path=args.codec,
         figures=not args.no_figures, only=args.only, control=args.control, per_song=args.per_song,
-        targets=args.targets,
+        targets=args.targets, dataset=args.dataset, temperature=args.temperature, progress_bars=not args.quiet,
     )
     print(f"{out}: {len(rows)} rows")
     for f in figures:
         print(f"  figure: {f}")
+    if args.control:
+        from streamlib.playalong import play_along_bar
+
+        print("the play-along bar (chapter 10):")
+        for c in play_along_bar(rows):
+            mark = {True: "holds", False: "NOT MET", None: "n/a"}[c["holds"]]
+            print(f"  {mark:8s} {c['check']}: {c['systems']} {c['numbers']}")
     return 0
 
 
@@ -66,6 +74,11 @@ def register(sub) -> None:
     p.add_argument("--targets", type=target_category, nargs="+", metavar="CATEGORY", default=None,
                    help="draw only clips whose target is one of these categories (e.g. Bass), for accompanists "
                         "trained with train --targets")
+    p.add_argument("--dataset", default=None,
+                   help="Slakh-layout set whose test split the clips come from (default: the book set)")
+    p.add_argument("--temperature", type=number(above=0), default=1.0,
+                   help="sampling temperature of the models (default 1, the paper's; top-k 200 either way)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the one each model's card names)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1)
