@@ -267,9 +267,6 @@ def play_along_bar(rows: Sequence[dict], metric: str = "harmonic_agreement",
 
     Returns ``{check, systems, numbers, holds}`` rows; ``holds`` is None where the rows lack what a check needs
     (no t_f >= 0 model, no t_f < 0 model at a k, no control rows)."""
-    def row(system: str, m: str) -> dict | None:
-        return _ci(rows, system, m)
-
     def interval(r: dict) -> str:
         return f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
 
@@ -277,9 +274,9 @@ def play_along_bar(rows: Sequence[dict], metric: str = "harmonic_agreement",
     listening = [r for r in streaming if r["tf_frames"] >= 0]
     out = []
     for m in (metric, beat_metric):
-        floor = row("random pairing", m)
+        floor = _ci(rows, "random pairing", m)
         for r in listening:
-            mine = row(r["system"], m)
+            mine = _ci(rows, r["system"], m)
             if floor is None or mine is None:
                 out.append({"check": f"above the floor on {m}", "systems": r["system"], "numbers": "", "holds": None})
                 continue
@@ -297,7 +294,7 @@ def play_along_bar(rows: Sequence[dict], metric: str = "harmonic_agreement",
                     "systems": f"{high['system']} vs {low['system']}",
                     "numbers": f"{interval(high)} vs {interval(low)}", "holds": high["ci_low"] > low["ci_high"]})
     for r in listening:
-        gap = row(r["system"] + GAP_SUFFIX, metric)
+        gap = _ci(rows, r["system"] + GAP_SUFFIX, metric)
         out.append({"check": f"own input above another song's on {metric} (paired gap)", "systems": r["system"],
                     "numbers": "" if gap is None else interval(gap),
                     "holds": None if gap is None else gap["ci_low"] > 0})

@@ -180,9 +180,9 @@ def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int 
         src = clip if paired else clips[(i + 1) % len(clips)]
         if entry.kind in ("offline_prefix", "offline_masked"):
             t0 = time.perf_counter()
-            audio = (_offline(acc, codec, src.input_mix[: clip.frames * _hop(clip)], clip.category, seed + i,
-                              temperature) if entry.kind == "offline_prefix" else
-                     _masked(acc, codec, src.input_mix[: clip.frames * _hop(clip)], clip.category, seed + i))
+            window = src.input_mix[: clip.frames * _hop(clip)]
+            audio = (_offline(acc, codec, window, clip.category, seed + i, temperature) if entry.kind == "offline_prefix"
+                     else _masked(acc, codec, window, clip.category, seed + i))
             speeds.append(to_seconds(clip.frames) / (time.perf_counter() - t0))
         else:
             res = stream(acc, codec, src.input_mix, clip.category, seed=seed + i, output_frames=clip.frames,
