@@ -40,7 +40,7 @@ from streamlib.checkpoint import (
     CheckpointError, file_sha256, hardware, load_training_state, rng_state, save_training_state, set_rng_state,
 )
 from streamlib.config import ConfigError, Preset, StreamSpec, TrainConfig, bf16_supported, get_device
-from streamlib.model.accompanist import Accompanist, masked_loss
+from streamlib.model.accompanist import NULL_INPUTS, Accompanist, masked_loss
 from streamlib.model.masked import draw_input_keep
 from streamlib.paths import REPO_ROOT
 from streamlib.tokens.categories import CODE_OFFSET
@@ -73,6 +73,7 @@ class Run:
     contrast_weight: float = 0.0  # weight of the margin loss preferring the true input over another window's
     contrast_margin: float = 0.1  # nats per token the true input should beat the rolled one by
     input_dropout: float = 0.0  # share of windows trained without their input: classifier-free guidance at sampling
+    null_input: str = "pad"  # what a dropped window reads: "pad" (the learned no-input embedding) or "zero" (nothing)
     input_chroma: bool = False  # a second input path: the input's causal chroma (streamlib.input_chroma)
     present_input: bool = False  # t_f > 0: also read the input frame sounding with the prediction (cfg.present_input)
     targets: tuple[int, ...] | None = None  # target categories to train on (e.g. the bass alone); None: all
@@ -98,6 +99,8 @@ def check_levers(run: Run) -> None:
                           f"{run.contrast_margin}")
     if not 0.0 <= run.input_dropout < 1.0:
         raise ConfigError(f"input_dropout must be in [0, 1), got {run.input_dropout}")
+    if run.null_input not in NULL_INPUTS:
+        raise ConfigError(f"null_input must be one of {NULL_INPUTS}, got {run.null_input!r}")
     if run.contrast_weight > 0 and run.offline:
         raise ConfigError("the contrast loss applies to streaming models (the offline decoder sees all its input)")
 
@@ -153,6 +156,15 @@ def drop_inputs(batch_size: int, rate: float, seed: int, step: int, device: torc
     if rate == 0.0:
         return None
     return (~draw_input_keep(np.random.default_rng([seed, step, 13]), batch_size, rate)).to(device)
+
+
+def padded_inputs(aligned: Aligned, dropped: torch.Tensor) -> Aligned:
+    """``aligned`` with every input position of the ``dropped`` windows (bool ``[B]``) read as PAD: those
+    windows see the learned no-input embedding throughout, as before a song starts (``Run.null_input`` "pad",
+    chapter 7). With "zero" they would see no input term at all; from scratch, with the output history's gate
+    still near zero, such a window's whole fused embedding is near zero, and training stalled
+    (docs/listening_experiments.md, "Input dropout that does not stall")."""
+    return dataclasses.replace(aligned, input_pad_mask=aligned.input_pad_mask | dropped[:, None])
 
 
 def history_noise_at(run: Run, step: int, total: int) -> float:
@@ -372,12 +384,16 @@ def _stop_on_sigterm():
 
 def _identity(run: dict) -> dict:
     """The fields that make a run itself (how long or how often it saves may change on resume)."""
-    return {k: v for k, v in run.items() if k not in ("steps", "max_minutes", "save_every_s", "val_every", "out")}
+    same = {k: v for k, v in run.items() if k not in ("steps", "max_minutes", "save_every_s", "val_every", "out")}
+    if not same.get("input_dropout"):
+        same.pop("null_input", None)  # read by no window without input dropout
+    return same
 
 
 def _stored_run(state: dict) -> dict:
     """The run a training state belongs to; fields added to ``Run`` since it was written take their defaults."""
     defaults = {f.name: f.default for f in dataclasses.fields(Run) if f.default is not dataclasses.MISSING}
+    defaults["null_input"] = "zero"  # what dropped windows read before the choice existed
     return {**defaults, **state.get("run", {})}
 
 
@@ -501,6 +517,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
             dropped = drop_inputs(tcfg.batch_size, run.input_dropout, run.seed, step, device)
             dropped = None if dropped is None else dropped[rank * local : (rank + 1) * local]
+            if dropped is not None and run.null_input == "pad":
+                aligned, dropped = padded_inputs(aligned, dropped), None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 if run.contrast_weight > 0:
                     sums, counts = batch_loss(net, with_rolled_inputs(aligned), run.k, prefix, per_window=True,
@@ -624,7 +642,7 @@ def export_model(state_path: str | Path, out: str | Path, *, fixture: str | Path
     from streamlib.model.accompanist import save_accompanist
 
     state = load_training_state(state_path)
-    run = Run(**state["run"])
+    run = Run(**_stored_run(state))
     preset = get_preset(state["preset"])
     window = int(state["window"])
     mcfg = config_from_dict(ModelConfig, state["model_config"])

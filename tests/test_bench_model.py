@@ -47,6 +47,10 @@ def test_fast_step_times_one_position_of_the_stream():
     codes = fns["ours fast step"]()
     assert codes.shape == (acc.cfg.n_q,) and 0 <= int(codes.min()) and int(codes.max()) < acc.codebook_size
     assert fns["ours fast Generator"]().shape == (acc.cfg.n_q, 3)
+    other = fast_dtype(acc.input_tables.device) != torch.float32  # native bf16: fp32 weights are timed too
+    assert ("ours fast step float32" in fns) == other
+    if other:
+        assert fns["ours fast step float32"]().shape == (acc.cfg.n_q,)
 
 
 def test_bandwidth_bound_counts_the_bytes_a_step_reads():

@@ -10,6 +10,7 @@ from streamlib.checkpoint import CheckpointError
 from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist, save_accompanist
+from streamlib.model.accompanist import null_input_of
 from streamlib.tokens.categories import CODE_OFFSET
 from streamlib.tokens.visibility import align, chunk_masks, last_visible_input, predicting_position
 
@@ -98,17 +99,23 @@ def test_greedy_generation_matches_teacher_forcing(tables, tf):
     assert torch.equal(pred[a.loss_mask], a.targets[a.loss_mask])
 
 
-def test_guided_greedy_decoding_matches_the_guided_teacher_forced_pass(tables):
+@pytest.mark.parametrize("null_input", ["pad", "zero"])
+def test_guided_greedy_decoding_matches_the_guided_teacher_forced_pass(tables, null_input):
     """Classifier-free guidance: greedy decoding picks argmax of log p(y) + s (log p(y | x) - log p(y)),
-    with log p(y) from the pass without any input term; at s = 0 the input no longer matters."""
+    with log p(y) from the pass without the input, read as the model was trained to read it (its card's
+    ``null_input``: the learned PAD embedding everywhere, or no input term); at s = 0 the input no longer matters."""
     acc, t, s = make(tables, 0), 16, 2.5
+    acc.card = {"run": {"input_dropout": 0.2, "null_input": null_input}}
     x = codes(t + 8, 11)
     gen = acc.generator(3, top_k=1, guidance=s)
     gen.feed_input(x[0])
     out = torch.cat([gen.generate(4), gen.generate(12)], dim=1)
     a = align(x[..., :t], out[None], 3, 0)
     cond = acc(*_streams(a)).log_softmax(-1)
-    free = acc(*_streams(a), input_keep=torch.zeros(a.length, dtype=torch.bool)).log_softmax(-1)
+    if null_input == "pad":
+        free = acc(a.input_codes, torch.ones_like(a.input_pad_mask), a.output_tokens).log_softmax(-1)
+    else:
+        free = acc(*_streams(a), input_keep=torch.zeros(a.length, dtype=torch.bool)).log_softmax(-1)
     pred = (free + s * (cond - free)).argmax(-1) + CODE_OFFSET
     assert torch.equal(pred[a.loss_mask], a.targets[a.loss_mask])
     plain = acc.generator(3, top_k=1)
@@ -120,6 +127,15 @@ def test_guided_greedy_decoding_matches_the_guided_teacher_forced_pass(tables):
         g.feed_input(codes(t + 8, seed)[0])
         runs.append(g.generate(t))
     assert torch.equal(runs[0], runs[1])
+
+
+def test_null_input_comes_from_the_card(tables):
+    acc = make(tables, 0)
+    assert null_input_of(acc) == "pad"  # made in this process: the training default
+    acc.card = {"run": {"input_dropout": 0.2}}
+    assert null_input_of(acc) == "zero"  # a card from before the choice existed
+    acc.card = {"run": {"input_dropout": 0.2, "null_input": "pad"}}
+    assert null_input_of(acc) == "pad"
 
 
 def test_guidance_options_are_checked(tables):

@@ -18,7 +18,7 @@ from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
     Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model,
-    history_noise_at, load_val_fixture, lr_at, own_history,
+    check_levers, history_noise_at, load_val_fixture, lr_at, own_history, padded_inputs,
     roll_inputs, score_windows, split_windows, total_training, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
@@ -373,6 +373,26 @@ def test_input_dropout_drops_whole_windows_at_the_rate(codec):
     k_own, _ = batch_loss(acc, a, 4, 20, per_window=True, dropped=dropped)
     k_plain, _ = batch_loss(acc, a, 4, 20, per_window=True)
     assert torch.allclose(k_own[1:], k_plain[1:], atol=1e-5)
+
+
+def test_a_padded_window_reads_the_no_input_embedding_not_nothing(codec):
+    """``null_input`` "pad": a dropped window's input positions all read PAD, the others are untouched. At
+    initialisation (output gate 0) a window with no input term fuses to exactly zero at every position, the
+    stall the "pad" default avoids; with PAD it carries the learned no-input vector."""
+    torch.manual_seed(0)
+    acc = Accompanist(DEBUG.model, codec.codebook_tables(4), StreamSpec(tf=0, k=1, window=50))
+    a = _aligned()
+    dropped = torch.tensor([True] + [False] * (a.input_codes.shape[0] - 1))
+    padded = padded_inputs(a, dropped)
+    assert padded.input_pad_mask[0].all() and torch.equal(padded.input_pad_mask[1:], a.input_pad_mask[1:])
+    assert torch.equal(padded.input_codes, a.input_codes) and torch.equal(padded.targets, a.targets)
+    with torch.no_grad():
+        zero = acc.embed(a.input_codes, a.input_pad_mask, a.output_tokens, ~dropped[:, None])
+        pad = acc.embed(padded.input_codes, padded.input_pad_mask, padded.output_tokens)
+    assert acc.gate.abs().max() == 0.0 and zero[0].abs().max() == 0.0
+    assert (pad[0].norm(dim=-1) > 1.0).all() and torch.equal(pad[1:], zero[1:])
+    with pytest.raises(ConfigError, match="null_input"):
+        check_levers(Run(tokens="t", out="o", input_dropout=0.2, null_input="nothing"))
 
 
 def test_levers_train_and_resume_exactly(tmp_path, codec):

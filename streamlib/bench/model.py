@@ -342,15 +342,18 @@ def _failures(note: str) -> None:
 def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict[str, Callable[[], object]]:
     """``ours fast step`` / ``ours fast eager step`` (``FastGenerator.feed_position`` for ``steps``
     positions after a ``context``-frame prefix, the same positions every call) and ``ours fast
-    Generator`` (``generate(steps)``; its context grows by ``steps`` per call). Compiling happens here,
-    in the generators' warm-up, not in the timings."""
+    Generator`` (``generate(steps)``; its context grows by ``steps`` per call); where the fast path's weights
+    are not fp32 (native bf16), also ``ours fast step float32`` with fp32 weights, timed in the same loop.
+    Compiling happens here, in the generators' warm-up, not in the timings."""
+    from streamlib.model.fast import fast_dtype
+
     size, n_q = acc.codebook_size, acc.cfg.n_q
     g = torch.Generator().manual_seed(2)
     inputs = torch.randint(0, size, (n_q, acc.cfg.max_frames), generator=g)
     prefix = torch.randint(0, size, (n_q, context), generator=g)
 
-    def primed(compiled: bool):  # a compiler failure (it then runs eagerly) is said on stderr
-        gen = acc.generator(0, fast=True, compile=compiled, notify=_failures)
+    def primed(compiled: bool, dtype: torch.dtype | None = None):  # a compiler failure (then eager) is said on stderr
+        gen = acc.generator(0, fast=True, compile=compiled, notify=_failures, dtype=dtype)
         gen.feed_input(inputs)
         gen.feed_output(prefix)
         gen.generate(1)  # runs the prefix (one delay step at a time)
@@ -367,6 +370,8 @@ def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict
         return run
 
     fns = {"ours fast step": positions(primed(compile)), "ours fast eager step": positions(primed(False))}
+    if fast_dtype(acc.input_tables.device) != torch.float32:  # the other precision, side by side
+        fns["ours fast step float32"] = positions(primed(compile, torch.float32))
     streaming = primed(compile)
     fns["ours fast Generator"] = lambda: streaming.generate(steps)
     return fns
@@ -492,6 +497,12 @@ def run(args: argparse.Namespace) -> int:
         need = step_bytes(acc, args.context)
         bound = 1e3 * sum(need.values()) / (bandwidth * 1e9)
         step, fast_gen = ms["ours fast step"], ms["ours fast Generator"]
+        if "ours fast step float32" in ms:  # measured against the same (smaller, bf16) bound: the faster one counts
+            o = ms["ours fast step float32"]
+            rows.append(f"| {name} | fast path: step, compiled, float32 weights, ms/frame (% of 20 ms) | {_fmt(o, 2)} "
+                        f"({100 * o / FRAME_MS:.0f} %) | {_fmt(h, 2)} (KV cache) | {_ratio(h, o)} |")
+            rows.append(f"| {name} | memory-bandwidth bound of a step at {dtype} weights, ms (fastest step / bound) "
+                        f"| {bound:.2f} (x{min(step, o) / bound:.2f}) | - | - |")
         rows.append(f"| {name} | memory-bandwidth bound of a step, ms (fast step / bound) | {bound:.2f} "
                     f"(x{step / bound:.2f}) | - | - |")
         rows.append(f"| {name} | speed-ups: plain cached / fast step; fast `FastGenerator` / fast step | "

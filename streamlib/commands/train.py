@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
               steps=args.steps, seed=args.seed, policy=args.policy, val_every=args.val_every,
               save_every_s=args.save_every, max_minutes=args.max_minutes, init_from=args.init_from,
               history_noise=args.history_noise, contrast_weight=args.contrast_weight, input_dropout=args.input_dropout,
+              null_input=args.null_input,
               contrast_margin=args.contrast_margin, input_chroma=args.input_chroma, present_input=args.present_input,
               history_noise_from=args.history_noise_from, own_history=args.own_history,
               targets=tuple(args.targets) if args.targets else None)
@@ -110,6 +111,10 @@ def register(sub) -> None:
     levers.add_argument("--input-dropout", type=number(float, minimum=0.0), default=0.0,
                         help="share of windows trained without their input, in [0, 1): enables classifier-free "
                              "guidance at sampling (compare --play-along --guidance)")
+    levers.add_argument("--null-input", choices=("pad", "zero"), default="pad",
+                        help="what a window trained without its input reads: pad (default: the learned no-input "
+                             "embedding, as before a song starts) or zero (no input term: the first recipe, which "
+                             "stalls training from scratch)")
     levers.add_argument("--input-chroma", action="store_true",
                         help="a second input path: the input's causal chroma next to its codec codes (beyond the "
                              "paper; the token cache needs mix_chroma: re-run tokenize to add it)")

@@ -274,6 +274,7 @@ class Generator:
         self.steps = torch.full((self.n_q, 1), self.bos, dtype=torch.long, device=self.device)
         self.cache = acc.backbone.new_cache()
         self.free_cache = acc.backbone.new_cache() if self.guidance != 1.0 else None  # the pass without input
+        self.null_input = null_input_of(acc)
         self.n_output = 0  # frames returned (or forced) so far
         self.first_missing: int | None = None  # first cached position fed without its (real) input frame
         self.tf = None if acc.offline else acc.spec.tf
@@ -335,8 +336,12 @@ class Generator:
                           input_features=features, present=present)[0, :, -1].float()
         if self.free_cache is None:
             return logits  # [n_q, size]
-        free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache,
-                        input_features=features, present=present)
+        if self.null_input == "pad":  # as trained: the no-input embedding everywhere
+            free = self.acc(codes[None], torch.ones_like(pad)[None], tokens[None], keep[None], cache=self.free_cache,
+                            input_features=features, present=present)
+        else:
+            free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache,
+                            input_features=features, present=present)
         free = F.log_softmax(free[0, :, -1].float(), dim=-1)
         return free + self.guidance * (F.log_softmax(logits, dim=-1) - free)
 
@@ -384,6 +389,20 @@ def save_accompanist(path: str | Path, acc: Accompanist, card: dict, half: bool 
     save_weights(path, acc.state_dict(), card, half=half)
 
 
+NULL_INPUTS = ("pad", "zero")  # what a window trained without its input reads (``train.Run.null_input``)
+
+
+def null_input_of(acc: Accompanist) -> str:
+    """What ``acc`` read in the windows it was trained without its input (chapter 7): "pad" (the learned
+    no-input embedding at every position) or "zero" (no input term); classifier-free guidance's pass
+    without the input must match it. A card written before the choice existed means "zero"; a model
+    without a card (made in this process) the default, "pad"."""
+    card = getattr(acc, "card", None)
+    if card is None:
+        return "pad"
+    return (card.get("run") or {}).get("null_input", "zero")
+
+
 def load_accompanist(path: str | Path, device: str | torch.device | None = None) -> Accompanist:
     """Load a checkpoint written by ``save_accompanist`` (safetensors; no pickle), in eval mode."""
     path = Path(path)
@@ -409,5 +428,5 @@ def latency_steps(acc: Accompanist) -> int:
     return added_latency_frames(acc.cfg.n_q)
 
 
-__all__ = ["Accompanist", "Generator", "check_chroma", "check_sampling", "latency_steps", "load_accompanist", "masked_loss",
-           "override_tokens", "save_accompanist", "token_loss"]
+__all__ = ["NULL_INPUTS", "Accompanist", "Generator", "check_chroma", "check_sampling", "latency_steps",
+           "load_accompanist", "masked_loss", "null_input_of", "override_tokens", "save_accompanist", "token_loss"]
