@@ -203,7 +203,7 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
                            None if spec is None else spec.tf, None if spec is None else spec.k, acc)
         values = {}  # per-clip scores of each stem set, computed once: for its rows and for the paired gap
         options = (sampling or {}).get(label, {})
-        temperature = options.get("temperature", 1.0)
+        temperature, guidance = options.get("temperature", 1.0), options.get("guidance", 1.0)
         for paired in (True, False) if control else (True,):
             t0 = time.perf_counter()
             stems = [a[cut:] for a in generate_clips(acc, clips, codec, seed=seed, paired=paired,
@@ -212,12 +212,13 @@ def play_along(models: dict[str, object], clips, codec, scorer, *, seed: int = 0
             kind = entry.kind if paired else CONTROL_KIND
             values[paired] = scorer.clip_values(stems, after)
             rows += noted(result_rows(name, kind, scorer(stems, after, seed=seed, values=values[paired]), after,
-                                      entry=entry, temperature=temperature))
+                                      entry=entry, temperature=temperature, guidance=guidance))
             if log:
                 log(f"{name}: {len(clips)} clips in {time.perf_counter() - t0:.0f} s")
         if control:
             gap = scorer.paired_gap(values[True], values[False], after, seed=seed)
-            rows += noted(result_rows(label + GAP_SUFFIX, GAP_KIND, gap, after, entry=entry, temperature=temperature))
+            rows += noted(result_rows(label + GAP_SUFFIX, GAP_KIND, gap, after, entry=entry, temperature=temperature,
+                                      guidance=guidance))
     return rows
 
 

@@ -28,7 +28,7 @@ from streamlib.stream import ModelEntry, model_cards_by_hash, shipped_models
 
 CSV_COLUMNS = (
     "system", "kind", "tf_frames", "k_frames", "tf_s", "k_s", "metric", "value", "ci_low", "ci_high",
-    "n", "note", "clip_seconds", "x_real_time", "checkpoint", "weights_sha256", "temperature",
+    "n", "note", "clip_seconds", "x_real_time", "checkpoint", "weights_sha256", "temperature", "guidance",
 )
 KINDS = ("streaming", "offline_prefix", "ground_truth", "codec_ceiling", "random_floor", "random_input", "listening_gap")
 DEFAULT_CSV = REPO_ROOT / "results" / "sweep_book.csv"
@@ -155,14 +155,15 @@ def _hop(clip: Clip) -> int:
 
 
 def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int = 0,
-             prompt_seconds: float = 0.0, paired: bool = True, temperature: float = 1.0,
+             prompt_seconds: float = 0.0, paired: bool = True, temperature: float = 1.0, guidance: float = 1.0,
              progress: bool = False) -> tuple[list[np.ndarray], float]:
     """Run one system on every clip: streaming models through ``stream.stream``, the offline prefix
     decoder and the masked model (chapter 12) on the whole input; ``codec`` None: the codec the model's card
     names (``codec_for``).
     ``paired=False`` feeds each clip the input of the next clip (paper A.2's "random input" control).
     ``temperature``: the autoregressive models' sampling temperature (top-k 200 as in the paper; the masked
-    model keeps its own sampling plan). ``progress``: a progress bar over the clips.
+    model keeps its own sampling plan); ``guidance``: their classifier-free guidance scale (1: none; chapter 7,
+    for models trained with input dropout). ``progress``: a progress bar over the clips.
     Returns (generated stems, mean speed in x real time)."""
     from tqdm.auto import tqdm
 
@@ -181,26 +182,28 @@ def generate(entry: ModelEntry, clips: Sequence[Clip], codec=None, *, seed: int 
         if entry.kind in ("offline_prefix", "offline_masked"):
             t0 = time.perf_counter()
             window = src.input_mix[: clip.frames * _hop(clip)]
-            audio = (_offline(acc, codec, window, clip.category, seed + i, temperature) if entry.kind == "offline_prefix"
+            audio = (_offline(acc, codec, window, clip.category, seed + i, temperature, guidance)
+                     if entry.kind == "offline_prefix"
                      else _masked(acc, codec, window, clip.category, seed + i))
             speeds.append(to_seconds(clip.frames) / (time.perf_counter() - t0))
         else:
             res = stream(acc, codec, src.input_mix, clip.category, seed=seed + i, output_frames=clip.frames,
                          prompt_audio=clip.target if prompt_seconds else None, prompt_seconds=prompt_seconds,
-                         temperature=temperature)
+                         temperature=temperature, generator_kwargs={"guidance": guidance} if guidance != 1 else None)
             audio = res.accompaniment
             speeds.append(res.x_real_time)
         out.append(audio[: clip.frames * _hop(clip)])
     return out, float(np.mean(speeds))
 
 
-def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int, temperature: float = 1.0) -> np.ndarray:
+def _offline(acc, codec, input_audio: np.ndarray, category: int, seed: int, temperature: float = 1.0,
+             guidance: float = 1.0) -> np.ndarray:
     """The offline prefix decoder: the whole input first, then every output frame."""
     torch.manual_seed(seed)
     from streamlib.playalong import input_chroma_for
 
     codes = codec.encode(torch.from_numpy(input_audio)[None, None], n_q=acc.cfg.n_q)[0]
-    gen = acc.generator(category, temperature=temperature)
+    gen = acc.generator(category, temperature=temperature, guidance=guidance)
     gen.feed_input(codes, input_chroma_for(acc, input_audio, codec.sample_rate, codes.shape[-1]))
     out = gen.generate(codes.shape[-1])
     return codec.decode(out[None]).reshape(-1).cpu().numpy()
@@ -222,17 +225,19 @@ def _masked(model, codec, input_audio: np.ndarray, category: int, seed: int) -> 
 
 def score(system: str, kind: str, generated: Sequence[np.ndarray], clips: Sequence[Clip], scorer,
           *, entry: ModelEntry | None = None, x_real_time: float | None = None, seed: int = 0,
-          values: dict | None = None, temperature: float | None = None) -> list[dict]:
+          values: dict | None = None, temperature: float | None = None,
+          guidance: float | None = None) -> list[dict]:
     """Tidy rows (one per metric) for one system's generated stems on ``clips`` (``values``: their per-clip
     scores, ``scorer.clip_values``, when already computed)."""
     return result_rows(system, kind, scorer(generated, clips, seed=seed, values=values), clips, entry=entry,
-                       x_real_time=x_real_time, temperature=temperature)
+                       x_real_time=x_real_time, temperature=temperature, guidance=guidance)
 
 
 def result_rows(system: str, kind: str, results: dict, clips: Sequence[Clip], *, entry: ModelEntry | None = None,
-                x_real_time: float | None = None, temperature: float | None = None) -> list[dict]:
-    """Tidy rows (one per metric) of a scorer's ``{metric: (value, low, high, n, note)}``; ``temperature``: the
-    sampling temperature of a model's rows (blank for the reference rows)."""
+                x_real_time: float | None = None, temperature: float | None = None,
+                guidance: float | None = None) -> list[dict]:
+    """Tidy rows (one per metric) of a scorer's ``{metric: (value, low, high, n, note)}``; ``temperature`` and
+    ``guidance``: the sampling temperature and guidance scale of a model's rows (blank for the reference rows)."""
     base = {
         "system": system, "kind": kind,
         "tf_frames": entry.tf if entry and entry.tf is not None else "",
@@ -244,6 +249,7 @@ def result_rows(system: str, kind: str, results: dict, clips: Sequence[Clip], *,
         "checkpoint": _relative(entry.path) if entry and entry.path else "",
         "weights_sha256": checkpoint.load_card(entry.path)["weights_sha256"] if entry and entry.path else "",
         "temperature": "" if temperature is None else temperature,
+        "guidance": "" if guidance is None else guidance,
     }
     return [{**base, "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": n, "note": note}
             for metric, (value, low, high, n, note) in results.items()]
@@ -293,7 +299,7 @@ def read_csv(path: str | Path = DEFAULT_CSV) -> list[dict]:
 
 def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer, out: str | Path | None = None,
               *, seed: int = 0, progress: Callable[[str], None] | None = print, control: bool = False,
-              temperature: float = 1.0, progress_bars: bool = False) -> list[dict]:
+              temperature: float = 1.0, guidance: float = 1.0, progress_bars: bool = False) -> list[dict]:
     """Every model on every clip, plus the ground-truth and random-pairing rows; CSV if ``out``. ``codec``
     None: each model streams through the codec its card names (a shipped set may mix codecs).
 
@@ -301,7 +307,8 @@ def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer
     ``random_input``, system "<label> (another song's input)"): a model that listens scores lower with it; and
     the paired listening gap, own input minus another song's clip by clip (kind ``listening_gap``, system
     "<label> (own input minus another song's)", an interval over songs). ``temperature``: the models' sampling
-    temperature (1: the paper's), written in each model row."""
+    temperature (1: the paper's) and ``guidance`` their classifier-free guidance scale (1: none), both written in
+    each model row (the masked model keeps its own)."""
     from streamlib.playalong import GAP_KIND, GAP_SUFFIX
 
     if not clips:
@@ -312,18 +319,19 @@ def run_sweep(models: Sequence[ModelEntry], clips: Sequence[Clip], codec, scorer
     for entry in models:
         t0 = time.perf_counter()
         temp = None if entry.kind == "offline_masked" else temperature
-        generated, speed = generate(entry, clips, codec, seed=seed, temperature=temperature, progress=progress_bars)
+        scale = None if entry.kind == "offline_masked" else guidance
+        sampling = {"temperature": temperature, "guidance": guidance}
+        generated, speed = generate(entry, clips, codec, seed=seed, progress=progress_bars, **sampling)
         own = scorer.clip_values(generated, clips)
         rows += score(entry.label, entry.kind, generated, clips, scorer, entry=entry, x_real_time=speed, seed=seed,
-                      values=own, temperature=temp)
+                      values=own, temperature=temp, guidance=scale)
         if control and entry.kind == "streaming":
-            generated, _ = generate(entry, clips, codec, seed=seed, paired=False, temperature=temperature,
-                                    progress=progress_bars)
+            generated, _ = generate(entry, clips, codec, seed=seed, paired=False, progress=progress_bars, **sampling)
             other = scorer.clip_values(generated, clips)
             rows += score(f"{entry.label} (another song's input)", "random_input", generated, clips, scorer,
-                          entry=entry, seed=seed, values=other, temperature=temp)
+                          entry=entry, seed=seed, values=other, temperature=temp, guidance=scale)
             rows += result_rows(entry.label + GAP_SUFFIX, GAP_KIND, scorer.paired_gap(own, other, clips, seed=seed),
-                                clips, entry=entry, temperature=temp)
+                                clips, entry=entry, temperature=temp, guidance=scale)
         if progress:
             progress(f"{entry.label}: {len(clips)} clips in {time.perf_counter() - t0:.1f} s ({speed:.2f}x real time)")
     if out is not None:
@@ -488,7 +496,8 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
                   seed: int = 0, codec_path: str | Path | None = None, figures: bool = True,
                   only: str | None = None, control: bool = False, per_song: int = 1,
                   targets: Sequence[int] | None = None, dataset: str | Path | None = None,
-                  temperature: float = 1.0, progress_bars: bool = False) -> tuple[list[dict], list[Path]]:
+                  temperature: float = 1.0, guidance: float = 1.0,
+                  progress_bars: bool = False) -> tuple[list[dict], list[Path]]:
     """What ``python -m streamlib sweep`` does: models, clips, scores, CSV and HTML figures. ``targets``:
     category ids the clips' target stems may have (one-instrument accompanists, chapter 7 section 7.10);
     ``dataset``: the set whose test split the clips come from (default the book set)."""
@@ -503,7 +512,7 @@ def sweep_command(out: str | Path, *, checkpoints: str | Path | None = None, cli
     test = load_clips(clips, seconds, clip_lookahead(models), root=dataset, seed=seed, sample_rate=first.sample_rate,
                       per_song=per_song, targets=targets)
     rows = run_sweep(models, test, codec, MetricScorer(), out, seed=seed, control=control, temperature=temperature,
-                     progress_bars=progress_bars)
+                     guidance=guidance, progress_bars=progress_bars)
     written = []
     if figures:
         for metric in sorted({r["metric"] for r in rows}):

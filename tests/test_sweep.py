@@ -190,25 +190,27 @@ def test_sweep_targets_option_names_categories():
 
 
 class TemperatureStandIn(StandIn):
-    """A stand-in accompanist that records the sampling temperature it is asked for."""
+    """A stand-in accompanist that records the sampling temperature and guidance scale it is asked for."""
 
     temperatures: list
+    scales: list
 
     def generator(self, category, temperature=1.0, top_k=200, **options):
         self.temperatures = getattr(self, "temperatures", []) + [temperature]
+        self.scales = getattr(self, "scales", []) + [options.get("guidance", 1.0)]
         return super().generator(category, temperature, top_k, **options)
 
 
 def test_the_control_adds_another_songs_input_and_the_paired_gap(codec, tmp_path):
     """``sweep --control``: each streaming model also plays every clip with another clip's input, and the paired
-    gap (own minus another's, clip by clip) gets a row of its own; ``--temperature`` reaches the sampler and the
-    model rows."""
+    gap (own minus another's, clip by clip) gets a row of its own; ``--temperature`` and ``--guidance`` reach the
+    sampler and the model rows."""
     from streamlib.playalong import GAP_SUFFIX
 
     acc = TemperatureStandIn(StreamSpec(0, 1, window=50))
     entry = ModelEntry("tf0 k1", "streaming", None, 0, 1, accompanist=acc)
     rows = run_sweep([entry], make_clips(), codec, rms_scorer, tmp_path / "sweep.csv", progress=None, control=True,
-                     temperature=0.5)
+                     temperature=0.5, guidance=3.0)
     table = {r["system"]: r for r in read_csv(tmp_path / "sweep.csv")}
     assert len(rows) == len(table) == 5
     assert table["tf0 k1 (another song's input)"]["kind"] == "random_input"
@@ -216,3 +218,6 @@ def test_the_control_adds_another_songs_input_and_the_paired_gap(codec, tmp_path
     assert gap["kind"] == "listening_gap" and gap["ci_low"] <= gap["value"] <= gap["ci_high"] and gap["n"] == 4
     assert set(acc.temperatures) == {0.5} and len(acc.temperatures) == 8  # 4 clips, own input and another's
     assert table["tf0 k1"]["temperature"] == 0.5 and table["ground truth"]["temperature"] is None
+    assert set(acc.scales) == {3.0} and len(acc.scales) == 8
+    assert table["tf0 k1"]["guidance"] == 3.0 and table["tf0 k1" + GAP_SUFFIX]["guidance"] == 3.0
+    assert table["ground truth"]["guidance"] is None

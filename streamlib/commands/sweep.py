@@ -9,6 +9,7 @@ writes a tidy CSV (default ``results/sweep_book.csv``) and one HTML figure per m
     python -m streamlib sweep --clips 48 --per-song 2 --control   # the play-along bar: 48 clips, A.2 control
     python -m streamlib sweep --checkpoints runs/bass --targets Bass   # one-instrument models, bass clips only
     python -m streamlib sweep --dataset data/synth480 --temperature 0.5  # another set's test split, cooler sampling
+    python -m streamlib sweep --checkpoints runs/bass --targets Bass --guidance 4 --control  # classifier-free guidance
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _run(args) -> int:
         out, checkpoints=args.checkpoints, clips=args.clips or (2 if quick else 8),
         seconds=args.seconds or (2.0 if quick else 10.0), seed=args.seed, codec_path=args.codec,
         figures=not args.no_figures, only=args.only, control=args.control, per_song=args.per_song,
-        targets=args.targets, dataset=args.dataset, temperature=args.temperature, progress_bars=not args.quiet,
+        targets=args.targets, dataset=args.dataset, temperature=args.temperature, guidance=args.guidance,
+        progress_bars=not args.quiet,
     )
     print(f"{out}: {len(rows)} rows")
     for f in figures:
@@ -78,6 +80,9 @@ def register(sub) -> None:
                    help="Slakh-layout set whose test split the clips come from (default: the book set)")
     p.add_argument("--temperature", type=number(above=0), default=1.0,
                    help="sampling temperature of the models (default 1, the paper's; top-k 200 either way)")
+    p.add_argument("--guidance", type=number(minimum=0.0), default=1.0,
+                   help="classifier-free guidance scale of the autoregressive models (default 1: none; models trained "
+                        "with train --input-dropout; doubles the decoder's work)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codec", default=None, help="codec checkpoint (default: the one each model's card names)")
