@@ -71,26 +71,38 @@ def chapters(selected: list[str] | None = None, book: Path = BOOK) -> list[Path]
     return found
 
 
-def execute(path: Path, *, quick: bool, timeout: int = 600, kernel: str = "python3"):
+def execute(path: Path, *, quick: bool, timeout: int = 600, kernel: str = "python3", attempts: int = 2,
+            log=print):
     """Run a notebook top to bottom with nbclient in its own folder; returns the executed notebook.
 
     ``timeout`` is per cell (seconds). ``quick`` sets ``STREAMLIB_QUICK=1`` in the kernel's environment.
+    A cell that times out, or a kernel that dies, gets the notebook run again from the top in a fresh kernel,
+    up to ``attempts`` runs in all: under load a kernel has been seen to go silent with both it and the client
+    idle, waiting on each other (no CPU used; a second run passes), and a build should not hang on that.
     """
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    nb = nbformat.read(path, as_version=4)
     saved = os.environ.get("STREAMLIB_QUICK")
     os.environ["STREAMLIB_QUICK"] = "1" if quick else "0"
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        for attempt in range(1, attempts + 1):
+            nb = nbformat.read(path, as_version=4)
+            try:
+                NotebookClient(nb, timeout=timeout, kernel_name=kernel, allow_errors=False,
+                               resources={"metadata": {"path": str(path.parent)}}).execute()
+                return nb
+            except (CellTimeoutError, DeadKernelError) as error:
+                if attempt == attempts:
+                    raise
+                log(f"{path.name}: {type(error).__name__} (no answer within {timeout} s per cell); running it again "
+                    f"in a fresh kernel ({attempt + 1} of {attempts})")
     finally:
         if saved is None:
             os.environ.pop("STREAMLIB_QUICK", None)
         else:
             os.environ["STREAMLIB_QUICK"] = saved
-    return nb
 
 
 # ----------------------------------------------------------------------------- maths and outputs
@@ -266,7 +278,7 @@ def build(out: str | Path, *, selected: list[str] | None = None, quick: bool = F
         log(f"executing {sub}{path.name} ({'quick' if quick else 'full'} mode) ...")
         start = time.perf_counter()
         try:
-            nb = execute(path, quick=quick, timeout=timeout)
+            nb = execute(path, quick=quick, timeout=timeout, log=log)
         except Exception as error:  # nbclient's CellExecutionError / CellTimeoutError / DeadKernelError
             first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
             raise SiteError(f"{sub}{path.name} did not run: {type(error).__name__}: {first}") from error

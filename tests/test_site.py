@@ -107,10 +107,36 @@ def test_a_tiny_book_with_audio_plotly_widgets_and_maths(tmp_path):
     assert json.loads((out / "build.json").read_text())["quick"] is True
 
 
+def test_a_silent_kernel_gets_the_notebook_run_again(tmp_path, monkeypatch):
+    """A cell timeout (a kernel gone silent) runs the notebook again in a fresh kernel, once by default; a second
+    timeout is raised."""
+    import nbclient
+    from nbclient.exceptions import CellTimeoutError
+
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 6 * 7\nx")]), path)
+    real, calls, said = nbclient.NotebookClient.execute, [], []
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise CellTimeoutError("no reply")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(nbclient.NotebookClient, "execute", flaky)
+    nb = site.execute(path, quick=True, timeout=60, log=said.append)
+    assert len(calls) == 2 and "fresh kernel" in said[0]
+    assert nb.cells[0].outputs[0]["data"]["text/plain"] == "42"
+    calls.clear()
+    with pytest.raises(CellTimeoutError):
+        site.execute(path, quick=True, timeout=60, attempts=1, log=said.append)
+
+
 def test_build_chapter_one_in_quick_mode(tmp_path):
-    """The real chapter 1, through the command line."""
+    """The real chapter 1, through the command line (a per-cell timeout that leaves room for one re-run)."""
     result = subprocess.run([sys.executable, "-m", "streamlib", "book", "build", "--quick", "--chapters", "01",
-                             "--out", str(tmp_path / "site")], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                             "--timeout", "240", "--out", str(tmp_path / "site")], capture_output=True, text=True,
+                            cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     page = (tmp_path / "site" / "01_streaming_problem.html").read_text()
     assert page.count('class="plotly-graph-div"') >= 1 and '<script src="plotly.min.js"></script>' in page
