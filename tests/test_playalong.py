@@ -271,3 +271,21 @@ def test_the_listening_gap_is_paired_clip_by_clip():
     assert v["above_control"] is False and v["listens"] is True and v["gap"] == pytest.approx(value)
     same = scorer.paired_gap(quiet_v, quiet_v, clips)["active_share"]
     assert same[:3] == (0.0, 0.0, 0.0)
+
+
+def test_the_guided_trio_of_the_listening_log_meets_the_bar_and_the_unguided_one_does_not():
+    """docs/listening_experiments.md, "Input dropout that does not stall, and guidance": the seed-0 bass trio
+    trained with input dropout, scored on 48 clips at guidance 1 and 4 (the committed CSV), through the same
+    ``play_along_bar`` the sweep prints."""
+    from streamlib.paths import REPO_ROOT
+    from streamlib.playalong import play_along_bar
+    from streamlib.sweep import read_csv
+
+    rows = read_csv(REPO_ROOT / "results" / "listening" / "bass4_drop20p_trio_s0_play_along.csv")
+    reference = [r for r in rows if r["kind"] in ("ground_truth", "codec_ceiling", "random_floor")]
+    at = {g: reference + [r for r in rows if r.get("guidance") == g] for g in (1, 4)}
+    assert {len(at[1]), len(at[4])} == {len(reference) + 27}  # 3 models x (own, another's, gap) x 3 metrics
+    guided = play_along_bar(at[4])
+    assert len(guided) == 7 and all(c["holds"] is True for c in guided)
+    plain = play_along_bar(at[1])
+    assert sum(c["holds"] is True for c in plain) == 1
