@@ -3,6 +3,7 @@ the explanation of late chunks."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -16,7 +17,7 @@ from streamlib.audio import input_notes, load_audio
 from streamlib.checkpoint import save_weights
 from streamlib.cli import main
 from streamlib.codec import CausalCodec
-from streamlib.commands.stream import late_explanation
+from streamlib.commands.stream import generator_kwargs, late_explanation, plain_engine
 from streamlib.config import StreamSpec, get_preset
 from streamlib.stream import ChunkRecord, StreamResult, Timing, schedule
 
@@ -55,6 +56,21 @@ def test_stream_writes_outputs(setup, capsys):
     report = json.loads((out / "timing.json").read_text())
     assert report["tf_frames"] == -5 and report["k_frames"] == 2 and report["category"] == 4
     assert report["chunks"] == 25 and len(report["records"]) == 25 and report["x_real_time"] > 0
+
+
+def test_guidance_streams_on_the_plain_engine_and_says_so(setup, capsys):
+    tmp, codec, audio = setup
+    out = tmp / "guided"
+    assert run(["--input", audio, "--checkpoint", "ck.safetensors", "--tf", "-0.1", "--k", "0.04", "--category", "bass",
+                "--codec", codec, "--out", out, "--guidance", "3"]) == 0
+    said = capsys.readouterr()
+    assert "plain engine" in said.out + said.err
+    report = json.loads((out / "timing.json").read_text())
+    assert report["decode_path"] == "plain" and len(sf.read(out / "accompaniment.wav")[0]) == 50 * 320
+    args = argparse.Namespace(plain=False, no_compile=False, guidance=3.0)
+    assert generator_kwargs(args) == {"guidance": 3.0} and plain_engine(args)
+    args.guidance = 1.0
+    assert generator_kwargs(args)["fast"] is True and not plain_engine(args)
 
 
 def test_stream_errors_are_clear(setup, capsys):

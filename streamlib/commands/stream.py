@@ -44,6 +44,9 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=threads_option, default="auto",
                    help="torch threads, or auto (default): measured on the first second of input, never more "
                         "than the cores the load average leaves free")
+    p.add_argument("--guidance", type=number(minimum=0), default=1.0,
+                   help="classifier-free guidance scale (default 1: none; models trained with input dropout, chapter "
+                        "7); runs on the plain engine, at twice the decoder's work")
     p.add_argument("--plain", action="store_true",
                    help="the plain engine (chapter 6's Generator, the codec's eager streams) instead of the fast one")
     p.add_argument("--no-compile", action="store_true",
@@ -68,12 +71,22 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
         "prompt_seconds": args.prompt_seconds,
         "progress": not args.quiet,
         "generator_kwargs": generator_kwargs(args),
-        "compile_codec": not (args.plain or args.no_compile),
+        "compile_codec": not (plain_engine(args) or args.no_compile),
     }
 
 
+def plain_engine(args: argparse.Namespace) -> bool:
+    """The plain engine: asked for (``--plain``), or needed (``--guidance``: the fast path has no guidance yet)."""
+    return bool(args.plain or getattr(args, "guidance", 1.0) != 1.0)
+
+
 def generator_kwargs(args: argparse.Namespace) -> dict | None:
-    """``generator_kwargs`` of ``stream`` for ``--plain`` / ``--no-compile``: None is the plain path."""
+    """``generator_kwargs`` of ``stream`` for ``--plain`` / ``--no-compile`` / ``--guidance``: None is the plain path."""
+    guidance = getattr(args, "guidance", 1.0)
+    if guidance != 1.0:
+        if not args.plain:
+            note(f"guidance {guidance:g} runs on the plain engine (the fast path has no guidance yet)")
+        return {"guidance": guidance}
     return None if args.plain else {"fast": True, "compile": not args.no_compile, "notify": note}
 
 
