@@ -82,11 +82,10 @@ def plain_engine(args: argparse.Namespace) -> bool:
 
 def generator_kwargs(args: argparse.Namespace) -> dict | None:
     """``generator_kwargs`` of ``stream`` for ``--plain`` / ``--no-compile`` / ``--guidance``: None is the plain path."""
-    guidance = getattr(args, "guidance", 1.0)
-    if guidance != 1.0:
-        if not args.plain:
-            note(f"guidance {guidance:g} runs on the plain engine (the fast path has no guidance yet)")
-        return {"guidance": guidance}
+    if plain_engine(args) and not args.plain:  # --guidance: the fast path has none yet
+        note(f"guidance {args.guidance:g} runs on the plain engine (the fast path has no guidance yet)")
+    if getattr(args, "guidance", 1.0) != 1.0:
+        return {"guidance": args.guidance}
     return None if args.plain else {"fast": True, "compile": not args.no_compile, "notify": note}
 
 

@@ -336,12 +336,10 @@ class Generator:
                           input_features=features, present=present)[0, :, -1].float()
         if self.free_cache is None:
             return logits  # [n_q, size]
-        if self.null_input == "pad":  # as trained: the no-input embedding everywhere
-            free = self.acc(codes[None], torch.ones_like(pad)[None], tokens[None], keep[None], cache=self.free_cache,
-                            input_features=features, present=present)
-        else:
-            free = self.acc(codes[None], pad[None], tokens[None], torch.zeros_like(keep)[None], cache=self.free_cache,
-                            input_features=features, present=present)
+        # without the input, read as trained: the no-input embedding everywhere ("pad"), or no input term ("zero")
+        free_pad, free_keep = (torch.ones_like(pad), keep) if self.null_input == "pad" else (pad, torch.zeros_like(keep))
+        free = self.acc(codes[None], free_pad[None], tokens[None], free_keep[None], cache=self.free_cache,
+                        input_features=features, present=present)
         free = F.log_softmax(free[0, :, -1].float(), dim=-1)
         return free + self.guidance * (F.log_softmax(logits, dim=-1) - free)
 
