@@ -462,7 +462,8 @@ def engine_info(engine: ChunkEngine, warm_up_s: float) -> dict:
     gen = engine.gen
     path = "plain" if not hasattr(gen, "warm_up") else "fast, compiled" if gen.compiled else "fast, eager"
     codec = "compiled" if getattr(engine.enc, "step", None) is not None and engine.enc.step.compiled else "eager"
-    return {"decode_path": path, "codec_steps": codec, "warm_up_s": warm_up_s, "torch_threads": torch.get_num_threads()}
+    return {"decode_path": path, "codec_steps": codec, "warm_up_s": warm_up_s, "torch_threads": torch.get_num_threads(),
+            "guidance": getattr(gen, "guidance", 1.0)}
 
 
 # ----------------------------------------------------------------------------- threads
@@ -543,6 +544,28 @@ def thread_probe(acc, codec, audio: np.ndarray, category: int, seconds: float = 
 # ----------------------------------------------------------------------------- files and checkpoints
 
 
+DEFAULT_CATEGORY = "Piano"  # what a model trained on every target plays unless told otherwise
+
+
+def guidance_note(acc, generator_kwargs: dict | None) -> str | None:
+    """One line for the user when ``generator_kwargs`` leave the guidance scale to the model (``None``) and its
+    default guides (``default_guidance``); None otherwise."""
+    from streamlib.model.accompanist import default_guidance
+
+    if (generator_kwargs or {}).get("guidance", 1.0) is not None or default_guidance(acc) == 1.0:
+        return None
+    return (f"classifier-free guidance {default_guidance(acc):g}, this model's default: it was trained with input "
+            "dropout (--guidance 1 turns it off)")
+
+
+def default_category(acc) -> int:
+    """What ``acc`` plays unless told otherwise: its one trained target (``train --targets Bass``), else Piano."""
+    from streamlib.model.accompanist import trained_targets
+
+    targets = trained_targets(acc)
+    return targets[0] if len(targets) == 1 else parse_category(DEFAULT_CATEGORY)
+
+
 def parse_category(value: str | int) -> int:
     """A category id from its name ("Bass", case-insensitive) or its number."""
     from streamlib.tokens.categories import CATEGORIES, TARGET_CATEGORIES, category_id
@@ -560,7 +583,7 @@ def stream_file(
     *,
     tf: float | str | None = None,
     k: float | str | None = None,
-    category: str | int = "Piano",
+    category: str | int | None = None,
     out: str | Path | None = None,
     codec_path: str | Path | None = None,
     input_tracks: Sequence[np.ndarray] | None = None,
@@ -570,7 +593,8 @@ def stream_file(
 ) -> tuple[StreamResult, dict[str, Path]]:
     """Stream any audio file (resampled to the codec's rate, downmixed) through a checkpoint.
 
-    ``tf``/``k`` (seconds or unit strings) must equal the checkpoint's own, if given. Before streaming,
+    ``tf``/``k`` (seconds or unit strings) must equal the checkpoint's own, if given; ``category`` defaults to
+    the model's instrument (``default_category``). Before streaming,
     ``notify`` (if given) gets one line for each thing done to the input or wrong with it (resampled,
     down-mixed, silent); the report keeps them as ``notes``. ``threads``: a torch thread count or
     ``"auto"`` (``choose_threads`` on the first second of the input); None leaves torch's setting.
@@ -582,16 +606,17 @@ def stream_file(
     from streamlib.model import load_accompanist
     from streamlib.tokens.categories import CATEGORIES
 
-    cat = parse_category(category)
     acc = load_accompanist(checkpoint)
+    cat = default_category(acc) if category is None else parse_category(category)
     check_spec(acc.spec, None if tf is None else to_frames(tf, name="tf"),
                None if k is None else to_frames(k, name="k"), what=str(checkpoint))
     codec = codec_for(acc, codec_path)
     audio, _ = load_audio(input_path, codec.sample_rate)
     notes = input_notes(input_path, audio, codec.sample_rate)
     if notify:
-        for note in notes:
-            notify(note)
+        for note in [*notes, guidance_note(acc, kwargs.get("generator_kwargs"))]:
+            if note:
+                notify(note)
     choice = None if threads is None else set_threads(threads, thread_probe(acc, codec, audio, cat, **kwargs))
     result = stream(acc, codec, audio, cat, **kwargs)
     result.info.update(input=str(input_path), checkpoint=str(checkpoint), category_name=CATEGORIES[cat], notes=notes)
@@ -746,6 +771,7 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
     from streamlib.codec import codec_for
     from streamlib.data.examples import load_example
     from streamlib.model import load_accompanist
+    from streamlib.model.accompanist import trained_targets
     from streamlib.tokens.categories import CATEGORIES, TARGET_CATEGORIES
 
     clip = load_example(example)
@@ -755,13 +781,15 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
             raise StreamError(f"no shipped checkpoints in {checkpoint_dir() / 'models'} (pass --checkpoint)")
         checkpoint = smallest_lead([e for e in ready if e.tf < 0] or ready).path
     names = list(clip.stems)
-    if target is None:
-        target = next((s for s in names if clip.categories[s] in TARGET_CATEGORIES and clip.categories[s] != 14), names[0])
+    acc = load_accompanist(checkpoint)
+    if target is None:  # the model's own instrument if the clip has it, else the first non-drum target
+        own = [s for s in names if [clip.categories[s]] == trained_targets(acc)]
+        target = own[0] if own else next(
+            (s for s in names if clip.categories[s] in TARGET_CATEGORIES and clip.categories[s] != 14), names[0])
     if target not in clip.stems:
         raise StreamError(f"{example} has stems {names}, not {target!r}")
     inputs = [s for s in names if s != target]
     cat = clip.categories[target] if category is None else parse_category(category)
-    acc = load_accompanist(checkpoint)
     codec = codec_for(acc, codec_path)
     if clip.sample_rate != codec.sample_rate:
         raise StreamError(f"example at {clip.sample_rate} Hz, codec at {codec.sample_rate} Hz")
@@ -769,6 +797,9 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
     if kwargs.get("prompt_seconds"):
         kwargs.setdefault("prompt_audio", clip.stems[target])
     mix = np.sum(tracks, axis=0)
+    notify = (kwargs.get("generator_kwargs") or {}).get("notify")
+    if notify and guidance_note(acc, kwargs.get("generator_kwargs")):
+        notify(guidance_note(acc, kwargs.get("generator_kwargs")))
     choice = None if threads is None else set_threads(threads, thread_probe(acc, codec, mix, cat, **kwargs))
     result = stream(acc, codec, mix, cat, **kwargs)
     result.info.update(example=example, input_stems=inputs, target_stem=target, category_name=CATEGORIES[cat],

@@ -461,13 +461,14 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
         from streamlib.model.accompanist import load_accompanist
 
         start = load_accompanist(run.init_from)
-        if start.cfg != mcfg or start.offline != run.offline or (not run.offline and start.spec.k != model.spec.k):
+        other_k = not run.offline and start.spec.k not in (1, model.spec.k)  # k = 1 may seed a prefix decoder
+        if start.cfg != mcfg or start.offline != run.offline or other_k:
             raise CheckpointError(f"{run.init_from} is another model ({start.cfg}, {start.spec}, offline "
                                   f"{start.offline}) than this run's ({mcfg}, {model.spec}, offline {run.offline})")
-        model.load_state_dict(start.state_dict())  # t_f may differ: the weights do not depend on it (chapter 7)
+        model.load_state_dict(start.state_dict())  # t_f and k may differ: the weights depend on neither (chapter 7)
         lineage = warm_start_lineage(run.init_from, start.card)
         if rank == 0:
-            moved = "" if start.spec == model.spec else f", trained at t_f = {start.spec.tf} frames"
+            moved = "" if start.spec == model.spec else f", trained at t_f = {start.spec.tf}, k = {start.spec.k} frames"
             log(f"initialised from {run.init_from} ({start.card.get('steps')} steps{moved})")
     if command:
         commands.append(f"{command}  # sitting from step {step}")

@@ -48,13 +48,13 @@ def test_help_answers():
 
 def test_compare_scores_shipped_models_side_by_side(tmp_path):
     out = tmp_path / "compare.csv"
-    models = ["checkpoints/models/book_tf+0_k1.safetensors", "checkpoints/models/book_tf-10_k10.safetensors"]
+    models = ["checkpoints/models/book_tf+0_k1.safetensors", "checkpoints/models/book_tf-50_k10.safetensors"]
     result = subprocess.run([sys.executable, "-m", "streamlib", "compare", *models, "--csv", str(out),
                              "--curves", str(tmp_path / "curves.csv")],
                             capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
-    assert [r["model"] for r in rows] == ["book_tf+0_k1", "book_tf-10_k10"]
+    assert [r["model"] for r in rows] == ["book_tf+0_k1", "book_tf-50_k10"]
     assert rows[0]["common_loss"] and not rows[1]["common_loss"]   # common targets: k = 1 models only
     card = json.loads((REPO_ROOT / models[0]).with_suffix(".json").read_text())
     assert float(rows[0]["card_val_loss"]) == pytest.approx(card["val_loss"])
@@ -93,12 +93,12 @@ def _token_cache(root, tracks: int = 3, frames: int = 120) -> str:
 
 def test_compare_on_a_token_split_writes_every_window(tmp_path):
     tokens = _token_cache(tmp_path / "tok")
-    models = ["checkpoints/models/book_tf+0_k1.safetensors", "checkpoints/models/book_tf-10_k1.safetensors"]
+    models = ["checkpoints/models/book_tf+0_k1.safetensors", "checkpoints/models/book_tf-50_k1.safetensors"]
     result = subprocess.run([sys.executable, "-m", "streamlib", "compare", *models, "--tokens", tokens, "--window", "50",
                              "--csv", str(tmp_path / "c.csv"), "--windows-csv", str(tmp_path / "w.csv")],
                             capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
-    assert "book_tf-10_k1 minus book_tf+0_k1" in result.stdout and "over 3 tracks" in result.stdout
+    assert "book_tf-50_k1 minus book_tf+0_k1" in result.stdout and "over 3 tracks" in result.stdout
     rows = list(csv.DictReader((tmp_path / "c.csv").open()))
     windows = list(csv.DictReader((tmp_path / "w.csv").open()))
     assert [r["windows"] for r in rows] == ["6", "6"] and len(windows) == 6
@@ -219,14 +219,14 @@ def test_stream_says_what_it_did(tmp_path):
     assert f"note: {song}: 2 channels down-mixed to mono" in result.stderr
     assert f"note: {song}: resampled from 44100 Hz to 16000 Hz" in result.stderr
     assert "streaming: 100%" in result.stderr  # the progress bar
-    assert f"generated Piano (the default; --category picks another) with {SHIPPED}" in result.stdout
+    assert f"generated Bass (the default; --category picks another) with {SHIPPED}" in result.stdout
     assert "x real time" in result.stdout and "RTF" not in result.stdout
     # t_f = 0 leaves no time to compute: every chunk is late, and the report says why and what to try
     assert "47 of 47 chunks late" in result.stdout and "which no machine can do" in result.stdout
-    assert "book_tf-10_k1.safetensors" in result.stdout
+    assert "book_tf-50_k1.safetensors" in result.stdout
     report = json.loads((tmp_path / "out" / "timing.json").read_text())
     assert report["notes"] == [f"{song}: 2 channels down-mixed to mono", f"{song}: resampled from 44100 Hz to 16000 Hz"]
-    assert report["x_real_time"] > 0 and report["category_name"] == "Piano"
+    assert report["x_real_time"] > 0 and report["category_name"] == "Bass"
 
 
 def test_stream_notes_a_silent_input_and_quiet_has_no_progress_bar(tmp_path):
@@ -236,7 +236,9 @@ def test_stream_notes_a_silent_input_and_quiet_has_no_progress_bar(tmp_path):
                        "--out", tmp_path / "out", "--no-compile")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [f"note: {silence}: resampled from 8000 Hz to 16000 Hz",
-                                          f"note: {silence}: digital silence, nothing to accompany"]
+                                          f"note: {silence}: digital silence, nothing to accompany",
+                                          "note: classifier-free guidance 4, this model's default: it was trained "
+                                          "with input dropout (--guidance 1 turns it off)"]
     assert f"{silence}: generated Bass with" in result.stdout
 
 

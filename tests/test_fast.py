@@ -75,6 +75,19 @@ def test_fast_reads_the_present_input_as_the_plain_generator(tables, tf, k):
         assert torch.equal(plain, streamed(acc, tf, k, 180, x, fast=True, compile=True, dtype=FP32))
 
 
+@pytest.mark.parametrize("tf,k,null_input", [(0, 1, "pad"), (-3, 4, "pad"), (3, 1, "zero"), (2, 3, "zero")])
+def test_guided_fast_equals_guided_plain(tables, tf, k, null_input):
+    """Classifier-free guidance on the fast path (``GuidedDecoder``): the same greedy codes as the plain
+    generator's two passes, in both no-input readings, across k > 1 re-feeds and past the sliding window."""
+    acc, x = make(tables, tf, k), codes(220, 5)
+    acc.card = {"run": {"input_dropout": 0.2, "null_input": null_input}}
+    plain = streamed(acc, tf, k, 180, x, guidance=2.5)
+    assert not torch.equal(plain, streamed(acc, tf, k, 180, x))  # guidance changes greedy choices
+    assert torch.equal(plain, streamed(acc, tf, k, 180, x, guidance=2.5, fast=True, compile=False, dtype=FP32))
+    if (tf, k) == (0, 1):
+        assert torch.equal(plain, streamed(acc, tf, k, 180, x, guidance=2.5, fast=True, compile=True, dtype=FP32))
+
+
 def test_fast_prompt_and_offline_equal_plain(tables):
     acc, truth = make(tables, -2), codes(6, 9)
     outs = []

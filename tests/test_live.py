@@ -111,7 +111,7 @@ def test_jam_streams_10_s_without_a_sound_card(tmp_path):
     sf.write(song, 0.3 * np.sin(2 * np.pi * 220 * t), SR)
     start = time.perf_counter()
     result = run_cli("jam", "--no-device", "--input", song, "--seconds", "10", "--checkpoint", SHIPPED.replace(
-        "tf+0", "tf-10"), "--no-compile", "--quiet", "--out", tmp_path / "jam")
+        "tf+0", "tf-50"), "--no-compile", "--quiet", "--out", tmp_path / "jam")
     assert result.returncode == 0, result.stderr
     assert time.perf_counter() - start >= 10
     assert "stopped by 10 s after 10.00 s" in result.stdout and "underruns " in result.stdout
@@ -129,7 +129,7 @@ def test_jam_stops_cleanly_on_ctrl_c(tmp_path):
     song = tmp_path / "long.wav"
     sf.write(song, np.zeros(60 * SR, dtype=np.float32), SR)
     proc = subprocess.Popen([sys.executable, "-m", "streamlib", "jam", "--no-device", "--input", str(song),
-                             "--checkpoint", SHIPPED.replace("tf+0", "tf-10"), "--no-compile", "--threads", "1",
+                             "--checkpoint", SHIPPED.replace("tf+0", "tf-50"), "--no-compile", "--threads", "1",
                              "--quiet", "--out", str(tmp_path / "jam")],
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.perf_counter()

@@ -138,13 +138,30 @@ def test_null_input_comes_from_the_card(tables):
     assert null_input_of(acc) == "pad"
 
 
+def test_a_model_trained_with_input_dropout_plays_guided_by_default(tables):
+    """``guidance=None`` is the model's own default: ``DEFAULT_GUIDANCE`` after input dropout, else none; a
+    model trained on one target plays it unless told otherwise (``default_category``)."""
+    from streamlib.model.accompanist import DEFAULT_GUIDANCE, default_guidance, trained_targets
+    from streamlib.stream import default_category, parse_category
+
+    acc = make(tables, 0)
+    assert default_guidance(acc) == 1.0 and acc.generator(0, guidance=None).guidance == 1.0  # no card
+    acc.card = {"run": {"input_dropout": 0.2, "targets": [4]}}
+    assert default_guidance(acc) == DEFAULT_GUIDANCE == acc.generator(0, guidance=None).guidance
+    assert acc.generator(0, guidance=None, fast=True, compile=False).guidance == DEFAULT_GUIDANCE
+    assert acc.generator(0).guidance == 1.0  # the library's default stays plain sampling
+    assert trained_targets(acc) == [4] and default_category(acc) == 4
+    acc.card = {"run": {"input_dropout": 0.0, "targets": None}}
+    assert default_guidance(acc) == 1.0 and default_category(acc) == parse_category("Piano")
+
+
 def test_guidance_options_are_checked(tables):
     acc = make(tables, 0)
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError):
             acc.generator(0, guidance=bad)
-    with pytest.raises(ConfigError, match="plain path"):
-        acc.generator(0, guidance=2.0, fast=True)
+        with pytest.raises(ConfigError):
+            acc.generator(0, guidance=bad, fast=True, compile=False)
 
 
 def test_generator_never_needs_unseen_input(tables):

@@ -47,8 +47,10 @@ class StandIn:
         self.spec, self.cfg = spec, SimpleNamespace(n_q=n_q)
         self.size = codebook_size
         self.last = None
+        self.options: dict = {}  # the generator options of the last stream (fast, guidance, ...)
 
     def generator(self, category, temperature=1.0, top_k=200, **options):
+        self.options = options
         self.last = RecordingGenerator(self.cfg.n_q, self.size, self.spec.tf)
         return self.last
 

@@ -58,19 +58,27 @@ def test_stream_writes_outputs(setup, capsys):
     assert report["chunks"] == 25 and len(report["records"]) == 25 and report["x_real_time"] > 0
 
 
-def test_guidance_streams_on_the_plain_engine_and_says_so(setup, capsys):
+def test_guidance_streams_on_either_engine(setup, monkeypatch):
+    import streamlib.model
+
     tmp, codec, audio = setup
-    out = tmp / "guided"
-    assert run(["--input", audio, "--checkpoint", "ck.safetensors", "--tf", "-0.1", "--k", "0.04", "--category", "bass",
-                "--codec", codec, "--out", out, "--guidance", "3"]) == 0
-    said = capsys.readouterr()
-    assert "plain engine" in said.out + said.err
-    report = json.loads((out / "timing.json").read_text())
-    assert report["decode_path"] == "plain" and len(sf.read(out / "accompaniment.wav")[0]) == 50 * 320
+    stand_in = StandIn(StreamSpec(tf=-5, k=2, window=50))
+    monkeypatch.setattr(streamlib.model, "load_accompanist", lambda path: stand_in, raising=False)
+    for engine, asked in (([], {"fast": True, "compile": False, "guidance": 3.0}), (["--plain"], {"guidance": 3.0})):
+        out = tmp / f"guided{len(engine)}"
+        assert run(["--input", audio, "--checkpoint", "ck.safetensors", "--tf", "-0.1", "--k", "0.04", "--category",
+                    "bass", "--codec", codec, "--out", out, "--guidance", "3", "--no-compile", *engine]) == 0
+        assert {key: stand_in.options.get(key) for key in asked} == asked
+        assert len(sf.read(out / "accompaniment.wav")[0]) == 50 * 320
     args = argparse.Namespace(plain=False, no_compile=False, guidance=3.0)
+    assert generator_kwargs(args)["guidance"] == 3.0 and generator_kwargs(args)["fast"] is True
+    assert not plain_engine(args)
+    args.plain = True
     assert generator_kwargs(args) == {"guidance": 3.0} and plain_engine(args)
     args.guidance = 1.0
-    assert generator_kwargs(args)["fast"] is True and not plain_engine(args)
+    assert generator_kwargs(args) is None
+    args.plain = False
+    assert "guidance" not in generator_kwargs(args)
 
 
 def test_stream_errors_are_clear(setup, capsys):
@@ -121,7 +129,7 @@ def test_late_chunks_are_explained():
     # t_f = 0: no lead at all, whatever the machine
     text = late_explanation(timed_result(0, 1, [0.001] * 10), **machine)
     assert text.startswith("10 of 10 chunks late: each chunk must be ready within -t_f - D - tau_sys = 0 - 0.06 - 0.02")
-    assert "Try a checkpoint with t_f below -0.08 s, e.g. " in text and "book_tf-10_k1.safetensors" in text
+    assert "Try a checkpoint with t_f below -0.08 s, e.g. " in text and "book_tf-50_k1.safetensors" in text
     assert "--threads" not in text
     # slower than real time (each chunk 10 ms later than the one before), one thread of two, a busy machine
     text = late_explanation(timed_result(-10, 1, [0.03] * 30), threads=1, cores=2, load=3.5)

@@ -221,10 +221,16 @@ def test_init_from_a_shipped_model(tmp_path, codec):
                   device="cpu", progress=False, log=lambda msg: None)
     assert moved["model"].spec.tf == 2
     assert all(torch.equal(v, shipped[key]) for key, v in moved["model"].state_dict().items())
-    # ... but another k (another objective) or another architecture is refused
+    # ... and a k = 1 model may seed a prefix decoder (each chunk's first frame is the k = 1 task) ...
+    chunked = train(Run(tokens, str(tmp_path / "d"), tf=-3, k=2, steps=1, init_from=str(ship)), frozen, codec=codec,
+                    device="cpu", progress=False, log=lambda msg: None)
+    assert chunked["model"].spec.k == 2
+    assert all(torch.equal(v, shipped[key]) for key, v in chunked["model"].state_dict().items())
+    export_model(tmp_path / "d" / "train_state.pt", tmp_path / "k2.safetensors", commands=[])
+    # ... but not back (a prefix decoder to another k), nor another architecture
     with pytest.raises(CheckpointError, match="another model"):
-        train(Run(tokens, str(tmp_path / "d"), tf=-3, k=2, steps=1, init_from=str(ship)), frozen, codec=codec,
-              device="cpu", progress=False)
+        train(Run(tokens, str(tmp_path / "d2"), tf=-3, k=1, steps=1, init_from=str(tmp_path / "k2.safetensors")),
+              frozen, codec=codec, device="cpu", progress=False)
     wider = frozen.replace(model=dataclasses.replace(frozen.model, n_layers=frozen.model.n_layers + 1))
     with pytest.raises(CheckpointError, match="another model"):
         train(Run(tokens, str(tmp_path / "e"), tf=-3, steps=1, init_from=str(ship)), wider, codec=codec,

@@ -39,12 +39,12 @@ def _jam(args: argparse.Namespace) -> int:
     from streamlib.audio import input_notes, load_audio
     from streamlib.config import FRAME_RATE
     from streamlib.codec import codec_for, load_codec
-    from streamlib.commands.stream import DEFAULT_CATEGORY, generator_kwargs, note, plain_engine, print_report
+    from streamlib.commands.stream import generator_kwargs, note, plain_engine, print_report
     from streamlib.live import (ClockPort, LiveError, SoundDevicePort, list_devices, measure_latency, run_session,
                                 save_session)
     from streamlib.model import load_accompanist
     from streamlib.paths import check_output_dir
-    from streamlib.stream import parse_category, set_threads, shipped_models, smallest_lead, thread_probe
+    from streamlib.stream import default_category, guidance_note, parse_category, set_threads, shipped_models, smallest_lead, thread_probe
 
     if args.list_devices:
         print(list_devices())
@@ -58,7 +58,6 @@ def _jam(args: argparse.Namespace) -> int:
         print(f"round-trip latency (output -> input, {port.name}): {m['latency_s'] * 1e3:.1f} ms, median of "
               f"{m['clicks']} clicks (spread {m['spread_s'] * 1e3:.1f} ms)")
         return 0
-    category = parse_category(args.category or DEFAULT_CATEGORY)
     checkpoint = args.checkpoint
     if checkpoint is None:
         ready = [e for e in shipped_models() if e.kind == "streaming"]
@@ -66,6 +65,7 @@ def _jam(args: argparse.Namespace) -> int:
             raise LiveError("no shipped checkpoints: pass --checkpoint")
         checkpoint = smallest_lead([e for e in ready if e.tf < 0] or ready).path
     acc = load_accompanist(checkpoint)
+    category = default_category(acc) if args.category is None else parse_category(args.category)
     codec = codec_for(acc, args.codec)  # the codec the model was trained with
     acc.check_codec(codec)
     audio = None
@@ -74,6 +74,8 @@ def _jam(args: argparse.Namespace) -> int:
         for text in input_notes(args.input, audio, codec.sample_rate):
             note(text)
     kwargs, compile_codec = generator_kwargs(args), not (plain_engine(args) or args.no_compile)
+    if guidance_note(acc, kwargs):
+        note(guidance_note(acc, kwargs))
     probe_audio = audio if audio is not None else np.zeros(2 * codec.sample_rate, dtype=np.float32)
     choice = set_threads(args.threads, thread_probe(acc, codec, probe_audio, category, generator_kwargs=kwargs,
                                                     compile_codec=compile_codec))

@@ -2,7 +2,7 @@
 
 Example::
 
-    python -m streamlib stream --input song.wav --checkpoint checkpoints/models/book_tf-10_k10.safetensors \\
+    python -m streamlib stream --input song.wav --checkpoint checkpoints/models/book_tf-50_k10.safetensors \\
         --tf -0.2 --k 0.2 --category Bass --out runs/stream
 """
 
@@ -19,7 +19,6 @@ from streamlib.cli import number
 if TYPE_CHECKING:
     from streamlib.stream import StreamResult
 
-DEFAULT_CATEGORY = "Piano"
 
 
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +35,9 @@ def add_stream_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``stream``, ``demo`` and ``jam``: what to play, how to sample, the decode path."""
-    p.add_argument("--category", default=None, help="instrument to generate: a name (Bass, Piano, ...) or id")
+    p.add_argument("--category", default=None,
+                   help="instrument to generate: a name (Bass, Piano, ...) or id (default: the model's own, if it was "
+                        "trained on one; else Piano)")
     p.add_argument("--temperature", type=number(above=0), default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--top-k", type=number(int, minimum=1), default=200, help="sample from the k likeliest codes")
     p.add_argument("--seed", type=int, default=0)
@@ -44,9 +45,9 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=threads_option, default="auto",
                    help="torch threads, or auto (default): measured on the first second of input, never more "
                         "than the cores the load average leaves free")
-    p.add_argument("--guidance", type=number(minimum=0), default=1.0,
-                   help="classifier-free guidance scale (default 1: none; models trained with input dropout, chapter "
-                        "7); runs on the plain engine, at twice the decoder's work")
+    p.add_argument("--guidance", type=number(minimum=0), default=None,
+                   help="classifier-free guidance scale (1: none; default: 4 for models trained with input dropout, "
+                        "else 1; chapter 7); twice the decoder's work per step")
     p.add_argument("--plain", action="store_true",
                    help="the plain engine (chapter 6's Generator, the codec's eager streams) instead of the fast one")
     p.add_argument("--no-compile", action="store_true",
@@ -76,17 +77,18 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
 
 
 def plain_engine(args: argparse.Namespace) -> bool:
-    """The plain engine: asked for (``--plain``), or needed (``--guidance``: the fast path has no guidance yet)."""
-    return bool(args.plain or getattr(args, "guidance", 1.0) != 1.0)
+    """The plain engine (``--plain``): chapter 6's ``Generator`` and the codec's eager streams."""
+    return bool(args.plain)
 
 
 def generator_kwargs(args: argparse.Namespace) -> dict | None:
-    """``generator_kwargs`` of ``stream`` for ``--plain`` / ``--no-compile`` / ``--guidance``: None is the plain path."""
-    if plain_engine(args) and not args.plain:  # --guidance: the fast path has none yet
-        note(f"guidance {args.guidance:g} runs on the plain engine (the fast path has no guidance yet)")
-    if getattr(args, "guidance", 1.0) != 1.0:
-        return {"guidance": args.guidance}
-    return None if args.plain else {"fast": True, "compile": not args.no_compile, "notify": note}
+    """``generator_kwargs`` of ``stream`` for ``--plain`` / ``--no-compile`` / ``--guidance``: None is the plain
+    path without guidance."""
+    guidance = getattr(args, "guidance", None)  # None: the model's default (``default_guidance``)
+    guided = {} if guidance == 1.0 else {"guidance": guidance}
+    if args.plain:
+        return guided or None
+    return {"fast": True, "compile": not args.no_compile, "notify": note, **guided}
 
 
 def note(text: str) -> None:
@@ -148,8 +150,9 @@ def print_report(result: StreamResult, paths: dict[str, Path], headline: str | N
     print(headline or summary(result))
     info = result.info
     threads = info.get("threads") or f"{info['torch_threads']} torch threads"
-    print(f"decode path: {info['decode_path']}, codec steps {info['codec_steps']} (warmed up before the clock); "
-          f"{threads}")
+    guided = f", guidance {info['guidance']:g}" if info.get("guidance", 1.0) != 1.0 else ""
+    print(f"decode path: {info['decode_path']}{guided}, codec steps {info['codec_steps']} (warmed up before the "
+          f"clock); {threads}")
     explanation = late_explanation(result, threads=info["torch_threads"], cores=os.cpu_count() or 1,
                                    load=os.getloadavg()[0])
     if explanation:
@@ -172,7 +175,7 @@ def _run(args: argparse.Namespace) -> int:
 
         kwargs["prompt_audio"] = load_audio(args.prompt_audio, load_codec(args.codec).sample_rate)[0]
     result, paths = stream_file(args.input, args.checkpoint, tf=args.tf, k=args.k,
-                                category=args.category or DEFAULT_CATEGORY, out=args.out, codec_path=args.codec,
+                                category=args.category, out=args.out, codec_path=args.codec,
                                 notify=note, threads=args.threads, **kwargs)
     default = " (the default; --category picks another)" if args.category is None else ""
     print(f"{args.input}: generated {result.info['category_name']}{default} with {args.checkpoint}")

@@ -94,7 +94,8 @@ def register(sub) -> None:
                                    "checked against the cache's hash)")
     p.add_argument("--init-from", help="start from a shipped model's weights with a fresh optimiser (train a "
                                        "shipped model longer: its training state is not shipped; or warm-start "
-                                       "another t_f from it: same model and k required)")
+                                       "another t_f, or a k > 1 prefix decoder from a k = 1 model: same architecture "
+                                       "required)")
     levers = p.add_argument_group("listening levers (docs/listening_experiments.md; 0 = the paper's recipe)")
     levers.add_argument("--history-noise", type=number(float, minimum=0.0), default=0.0,
                         help="share of teacher-forced output codes replaced by random codes, in [0, 1)")

@@ -159,21 +159,21 @@ class Accompanist(nn.Module):
                                   "(its frozen input codebooks differ from the codec given)")
 
     def generator(self, category: int, temperature: float = 1.0, top_k: int = 200, *, fast: bool = False,
-                  guidance: float = 1.0, **fast_options) -> "Generator":
+                  guidance: float | None = 1.0, **fast_options) -> "Generator":
         """A ``Generator`` for one stream (batch 1) playing ``category``; ``fast=True``: the same API on
         the fast path of chapter 8 (``streamlib.model.fast.FastGenerator``, which takes ``fast_options``);
-        ``guidance`` != 1: classifier-free guidance towards the input (plain path only, see ``Generator``)."""
-        if guidance != 1.0:
-            if fast:
-                raise ConfigError("classifier-free guidance runs on the plain path (fast=False)")
-            return Generator(self, category, temperature=temperature, top_k=top_k, guidance=guidance)
+        ``guidance`` != 1: classifier-free guidance towards the input (see ``Generator``; both paths);
+        None: the model's own default (``default_guidance``)."""
+        if guidance is None:
+            guidance = default_guidance(self)
         if fast:
             from streamlib.model.fast import FastGenerator
 
-            return FastGenerator(self, category, temperature=temperature, top_k=top_k, **fast_options)
+            return FastGenerator(self, category, temperature=temperature, top_k=top_k, guidance=guidance,
+                                 **fast_options)
         if fast_options:
             raise ConfigError(f"options {sorted(fast_options)} apply to the fast path only (fast=True)")
-        return Generator(self, category, temperature=temperature, top_k=top_k)
+        return Generator(self, category, temperature=temperature, top_k=top_k, guidance=guidance)
 
 
 def masked_loss(net: nn.Module, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
@@ -215,6 +215,12 @@ def check_chroma(held: Tensor | None, chroma, n: int, device) -> Tensor | None:
     if tuple(chroma.shape) != (CHROMA_BINS, n):
         raise ValueError(f"input chroma must be [{CHROMA_BINS}, {n}] (one column per input frame), got {tuple(chroma.shape)}")
     return torch.cat([held, chroma], dim=1)
+
+
+def check_guidance(guidance: float) -> None:
+    """Raise ``ConfigError`` unless the classifier-free guidance scale is a finite number >= 0 (1: none)."""
+    if not (math.isfinite(guidance) and guidance >= 0):
+        raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}")
 
 
 def check_sampling(temperature: float, top_k: int) -> None:
@@ -261,8 +267,7 @@ class Generator:
     def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200,
                  guidance: float = 1.0):
         check_sampling(temperature, top_k)
-        if not (math.isfinite(guidance) and guidance >= 0):
-            raise ConfigError(f"guidance must be a finite number >= 0, got {guidance}")
+        check_guidance(guidance)
         self.acc, self.temperature, self.top_k = acc, float(temperature), int(top_k)
         self.guidance = float(guidance)
         self.n_q = acc.cfg.n_q
@@ -388,6 +393,23 @@ def save_accompanist(path: str | Path, acc: Accompanist, card: dict, half: bool 
 
 
 NULL_INPUTS = ("pad", "zero")  # what a window trained without its input reads (``train.Run.null_input``)
+DEFAULT_GUIDANCE = 4.0  # chosen among 1, 2 and 4 on 48 held-out clips (docs/listening_experiments.md, chapter 7)
+
+
+def _run_card(acc) -> dict:
+    return (getattr(acc, "card", None) or {}).get("run") or {}
+
+
+def default_guidance(acc) -> float:
+    """The guidance scale ``acc`` plays with unless told otherwise (chapter 7): ``DEFAULT_GUIDANCE`` for a model
+    trained with input dropout (its card's ``run.input_dropout`` > 0), else 1 (none: without dropout the pass
+    without input means nothing)."""
+    return DEFAULT_GUIDANCE if float(_run_card(acc).get("input_dropout") or 0.0) > 0 else 1.0
+
+
+def trained_targets(acc) -> list[int]:
+    """The target categories ``acc`` was trained to play (``train --targets``); empty: every target."""
+    return [int(c) for c in _run_card(acc).get("targets") or []]
 
 
 def null_input_of(acc: Accompanist) -> str:
@@ -395,10 +417,9 @@ def null_input_of(acc: Accompanist) -> str:
     no-input embedding at every position) or "zero" (no input term); classifier-free guidance's pass
     without the input must match it. A card written before the choice existed means "zero"; a model
     without a card (made in this process) the default, "pad"."""
-    card = getattr(acc, "card", None)
-    if card is None:
+    if getattr(acc, "card", None) is None:
         return "pad"
-    return (card.get("run") or {}).get("null_input", "zero")
+    return _run_card(acc).get("null_input", "zero")
 
 
 def load_accompanist(path: str | Path, device: str | torch.device | None = None) -> Accompanist:
@@ -426,5 +447,6 @@ def latency_steps(acc: Accompanist) -> int:
     return added_latency_frames(acc.cfg.n_q)
 
 
-__all__ = ["NULL_INPUTS", "Accompanist", "Generator", "check_chroma", "check_sampling", "latency_steps",
+__all__ = ["DEFAULT_GUIDANCE", "NULL_INPUTS", "Accompanist", "Generator", "check_chroma", "check_guidance",
+           "check_sampling", "default_guidance", "trained_targets", "latency_steps",
            "load_accompanist", "masked_loss", "null_input_of", "override_tokens", "save_accompanist", "token_loss"]

@@ -21,6 +21,9 @@ Here the same computation is arranged for a stream:
 * ``torch.compile`` (inductor, weights frozen into the graph): ``FastGenerator.warm_up`` compiles and
   runs it before the clock starts; if compiling fails, the same ``forward`` runs eagerly, with a note.
 * ``FastGenerator``: the ``Generator`` API over preallocated buffers; per position it picks rows.
+* ``GuidedDecoder``: classifier-free guidance (chapter 7) on this path -- the step's pass with the input
+  and its pass without it (a second static cache) in one graph, their log-probabilities combined
+  before sampling, as the plain ``Generator`` does with two passes.
 
 Weights are a snapshot taken when the decoder is built (``fast_decoder`` keeps one per model and
 dtype): re-build after changing them. bf16 weights are used only where ``bf16_supported`` says the CPU
@@ -39,7 +42,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamlib.input_chroma import CHROMA_BINS
-from streamlib.model.accompanist import Accompanist, check_chroma, check_sampling, override_tokens
+from streamlib.model.accompanist import (Accompanist, check_chroma, check_guidance, check_sampling, null_input_of,
+                                         override_tokens)
 from streamlib.tokens.categories import CODE_OFFSET, PAD, instrument_token
 from streamlib.tokens.visibility import input_offset, output_offset
 
@@ -166,9 +170,40 @@ class FastDecoder(nn.Module):
         Gumbel noise here (Gumbel-max: argmax of logits + Gumbel noise samples the softmax)."""
         logits, k, v = self.logits(in_codes, chroma, pad, keep, tokens, pos, keys, values, slot_pos, present,
                                    present_pad)
-        top, idx = (logits * inv_temperature).topk(noise.shape[-1], dim=-1)
-        choice = (top - torch.log(-torch.log(noise))).argmax(-1, keepdim=True)
-        return idx.gather(-1, choice)[:, 0], k, v
+        return _sample_top_k(logits, inv_temperature, noise), k, v
+
+
+class GuidedDecoder(nn.Module):
+    """Classifier-free guidance on the fast path (chapter 7): ``decoder``'s position with its input and
+    without it, in one graph. Sampling reads ``log p(y) + scale (log p(y | x) - log p(y))``, as the plain
+    ``Generator`` with ``guidance``; the pass without the input has its own keys and values (``free_keys``,
+    ``free_values``; positions as ``slot_pos``) and reads the flags ``free_pad`` / ``free_keep``, which say
+    what the model read in the windows it was trained without its input (``null_input_of``)."""
+
+    def __init__(self, decoder: FastDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, in_codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, free_pad: Tensor,
+                free_keep: Tensor, tokens: Tensor, pos: Tensor, keys: Tensor, values: Tensor, free_keys: Tensor,
+                free_values: Tensor, slot_pos: Tensor, present: Tensor, present_pad: Tensor, inv_temperature: Tensor,
+                scale: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The sampled codes ``[n_q]``, then keys and values of the pass with the input and of the one without."""
+        d = self.decoder
+        cond, k, v = d.logits(in_codes, chroma, pad, keep, tokens, pos, keys, values, slot_pos, present, present_pad)
+        free, free_k, free_v = d.logits(in_codes, chroma, free_pad, free_keep, tokens, pos, free_keys, free_values,
+                                        slot_pos, present, present_pad)
+        free = F.log_softmax(free, dim=-1)
+        guided = free + scale * (F.log_softmax(cond, dim=-1) - free)
+        return _sample_top_k(guided, inv_temperature, noise), k, v, free_k, free_v
+
+
+def _sample_top_k(logits: Tensor, inv_temperature: Tensor, noise: Tensor) -> Tensor:
+    """Top-k sampling of ``logits [n_q, size]`` at ``1 / inv_temperature`` by the Gumbel-max trick: ``noise``
+    uniform ``[n_q, top_k]`` made Gumbel noise; argmax of logits + Gumbel noise samples the softmax."""
+    top, idx = (logits * inv_temperature).topk(noise.shape[-1], dim=-1)
+    choice = (top - torch.log(-torch.log(noise))).argmax(-1, keepdim=True)
+    return idx.gather(-1, choice)[:, 0]
 
 
 def _linear(layer: nn.Linear, x: Tensor) -> Tensor:
@@ -205,16 +240,24 @@ def fast_decoder(acc: Accompanist, dtype: torch.dtype | None = None) -> FastDeco
     return built[dtype]
 
 
-_COMPILED: "weakref.WeakKeyDictionary[FastDecoder, Callable]" = weakref.WeakKeyDictionary()
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, Callable]" = weakref.WeakKeyDictionary()
+_GUIDED: "weakref.WeakKeyDictionary[FastDecoder, GuidedDecoder]" = weakref.WeakKeyDictionary()
 
 
-_READY: "weakref.WeakSet[FastDecoder]" = weakref.WeakSet()  # decoders whose compiled step has run
+_READY: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # steps (plain or guided) whose compiled graph has run
 _FAILED: "weakref.WeakSet[Callable]" = weakref.WeakSet()  # compiled functions that failed: not tried again
 
 
-def compiled_step(decoder: FastDecoder) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
-    """``torch.compile`` of ``decoder``, built once per decoder. Compiling happens at its first call, which
-    ``FastGenerator.warm_up`` makes under ``compile_settings``."""
+def guided_decoder(decoder: FastDecoder) -> GuidedDecoder:
+    """The ``GuidedDecoder`` over ``decoder``, built once per decoder (so its compiled graph is too)."""
+    if decoder not in _GUIDED:
+        _GUIDED[decoder] = GuidedDecoder(decoder)
+    return _GUIDED[decoder]
+
+
+def compiled_step(decoder: nn.Module) -> Callable[..., tuple[Tensor, ...]]:
+    """``torch.compile`` of ``decoder`` (a ``FastDecoder`` or a ``GuidedDecoder``), built once per module.
+    Compiling happens at its first call, which ``FastGenerator.warm_up`` makes under ``compile_settings``."""
     if decoder not in _COMPILED:
         _COMPILED[decoder] = torch.compile(decoder, fullgraph=True, dynamic=False)
     return _COMPILED[decoder]
@@ -279,6 +322,8 @@ class FastGenerator:
 
     ``compile``: run the step through ``torch.compile`` (after ``warm_up``; a failure falls back to the
     eager step and calls ``notify`` with the reason). ``dtype``: the weights' (default ``fast_dtype``).
+    ``guidance`` != 1: classifier-free guidance as the plain ``Generator``'s (``GuidedDecoder``: both passes
+    in one step, about twice its arithmetic).
     Sampling draws its noise with torch's global generator (``torch.manual_seed`` makes it repeatable),
     by another method than the plain generator's, so the two sample different codes from one seed.
     Every tensor the step sees is made in inference mode (a tensor made outside it would not match the
@@ -287,9 +332,10 @@ class FastGenerator:
 
     @torch.inference_mode()
     def __init__(self, acc: Accompanist, category: int, temperature: float = 1.0, top_k: int = 200, *,
-                 compile: bool = True, dtype: torch.dtype | None = None,
+                 compile: bool = True, dtype: torch.dtype | None = None, guidance: float = 1.0,
                  notify: Callable[[str], None] | None = None):
         check_sampling(temperature, top_k)
+        check_guidance(guidance)
         self.decoder = fast_decoder(acc, dtype)
         self.n_q, self.notify = acc.cfg.n_q, notify
         self.top_k = min(int(top_k), acc.codebook_size)
@@ -314,16 +360,25 @@ class FastGenerator:
         self.zero_chroma = torch.zeros(CHROMA_BINS, device=self.device)
         self.pad_row = torch.full((self.n_q,), PAD, dtype=torch.long, device=self.device)
         # separate tensors for the two flags: passing one tensor as both would be another graph (aliasing)
-        self.pad_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
-        self.keep_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
-        self.present_flags = {v: torch.tensor(v, device=self.device) for v in (True, False)}
+        flags = lambda: {v: torch.tensor(v, device=self.device) for v in (True, False)}  # noqa: E731
+        self.pad_flags, self.keep_flags, self.present_flags = flags(), flags(), flags()
         self.reads_present = bool(acc.cfg.present_input)
         self.present = torch.zeros(self.n_q, dtype=torch.long, device=self.device)  # its own buffer: no aliasing
         self.levels = torch.arange(self.n_q, device=self.device)
         self.noise = torch.empty(0)
         self.noise_used = NOISE_BLOCK
-        self.step = CompiledStep(self.decoder, compiled_step(self.decoder) if compile else None,
-                                 "the fast decode step", notify)
+        self.guidance = float(guidance)
+        self.free_cache = None  # the guided pass without input: its own keys and values
+        module: nn.Module = self.decoder
+        if self.guidance != 1.0:
+            module = guided_decoder(self.decoder)
+            self.free_cache = self.decoder.new_cache()
+            self.scale = torch.tensor(self.guidance)
+            self.null_input = null_input_of(acc)
+            self.free_pad_flags, self.free_keep_flags = flags(), flags()
+        self.step = CompiledStep(module, compiled_step(module) if compile else None,
+                                 "the fast decode step" + (" with guidance" if self.free_cache else ""), notify)
+        self.module = module
         self.warm = False
 
     # -------------------------------------------------------------- the Generator API
@@ -389,14 +444,13 @@ class FastGenerator:
         import time
 
         start = time.perf_counter()
-        if self.compiled and self.decoder not in _READY and self.notify:
+        if self.compiled and self.module not in _READY and self.notify:
             self.notify("compiling the fast decode step (once per model and process; --no-compile skips it)")
         with compile_settings():
             for position in range(3):  # compile, then two calls that must not recompile
-                self._call(self.inputs[0], self.chroma[0], self.pad_flags[position == 0], self.keep_flags[True],
-                           self.pad_row, position, self.cache, self.present_flags[position == 0])
+                self._call(self.inputs[0], self.chroma[0], position == 0, True, self.pad_row, position, position == 0)
         if self.compiled:
-            _READY.add(self.decoder)
+            _READY.add(self.module)
         self.cache.slot_pos.fill_(-1)  # forget the warm-up positions
         self.warm = True
         return time.perf_counter() - start
@@ -424,31 +478,41 @@ class FastGenerator:
                 self.first_missing = position
         step = position - out_off
         tokens = self.steps[step] if step >= 0 else self.pad_row
-        present_pad = self.present_flags[True]  # read only by a model with the present input path
+        present_pad = True  # read only by a model with the present input path
         if self.reads_present:  # the frame sounding with the prediction: t_f frames before the newest
             back = frame - self.tf
             if 0 <= back < self.n_input:
                 self.present.copy_(self.inputs[back])
             else:
                 self.present.zero_()
-            present_pad = self.present_flags[back < 0]
-        out = self._call(codes, chroma, self.pad_flags[pad], self.keep_flags[keep], tokens, position, self.cache,
-                         present_pad)
+            present_pad = back < 0
+        out = self._call(codes, chroma, pad, keep, tokens, position, present_pad)
         self.cache.next_position = position + 1
         self.cache.dropped = max(self.cache.dropped, position + 1 - self.cache.window)
         return out
 
-    def _call(self, codes: Tensor, chroma: Tensor, pad: Tensor, keep: Tensor, tokens: Tensor, position: int,
-              cache: StaticCache, present_pad: Tensor) -> Tensor:
+    def _call(self, codes: Tensor, chroma: Tensor, pad: bool, keep: bool, tokens: Tensor, position: int,
+              present_pad: bool) -> Tensor:
         if self.noise_used == NOISE_BLOCK:
             self.noise = torch.rand(NOISE_BLOCK, self.n_q, self.top_k, device=self.device)
             self.noise_used = 0
         noise = self.noise[self.noise_used]
         self.noise_used += 1
-        args = (codes, chroma, pad, keep, tokens, torch.tensor(position, device=self.device), cache.keys, cache.values,
-                cache.slot_pos, self.present, present_pad, self.inv_temperature, noise)
-        out, k, v = self.step(*args)
+        cache, pos = self.cache, torch.tensor(position, device=self.device)
+        flags, present = (self.pad_flags[pad], self.keep_flags[keep]), (self.present, self.present_flags[present_pad])
         slot = position % cache.slot_pos.shape[0]
+        if self.free_cache is None:
+            out, k, v = self.step(codes, chroma, *flags, tokens, pos, cache.keys, cache.values, cache.slot_pos,
+                                  *present, self.inv_temperature, noise)
+        else:  # without the input, read as trained: PAD everywhere ("pad") or no input term ("zero")
+            free_pad, free_keep = (True, keep) if self.null_input == "pad" else (pad, False)
+            free = self.free_cache
+            out, k, v, free_k, free_v = self.step(
+                codes, chroma, *flags, self.free_pad_flags[free_pad], self.free_keep_flags[free_keep], tokens, pos,
+                cache.keys, cache.values, free.keys, free.values, cache.slot_pos, *present, self.inv_temperature,
+                self.scale, noise)
+            free.keys[:, :, slot] = free_k
+            free.values[:, :, slot] = free_v
         cache.keys[:, :, slot] = k
         cache.values[:, :, slot] = v
         cache.slot_pos[slot] = position
@@ -465,5 +529,5 @@ def _room(buffer: Tensor, rows: int) -> Tensor:
     return grown
 
 
-__all__ = ["CompiledStep", "FastDecoder", "FastGenerator", "StaticCache", "compile_settings", "compiled_step",
-           "fast_decoder", "fast_dtype"]
+__all__ = ["CompiledStep", "FastDecoder", "FastGenerator", "GuidedDecoder", "StaticCache", "compile_settings",
+           "compiled_step", "fast_decoder", "fast_dtype", "guided_decoder"]
