@@ -135,12 +135,13 @@ def codec_round_trip(clips, codec, n_q: int) -> list[np.ndarray]:
 
 
 def example_panels(models: dict[str, object], clip, target: str, seconds: float = 5.0, *,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """Look and listen (chapter 9): the input mixture (every stem of an example clip but ``target``), the
+                   seed: int = 0, guidance: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Look and listen (chapters 7 and 9): the input mixture (every stem of an example clip but ``target``), the
     true ``target`` stem and each model's stem generated from that input, all ``seconds`` long.
 
     ``clip``: a ``streamlib.data.examples.ExampleClip``; ``models``: label -> accompanist, each decoded by its
-    own codec (``codec_for``), with the whole clip as input so that a lookahead has input to read.
+    own codec (``codec_for``), with the whole clip as input so that a lookahead has input to read;
+    ``guidance``: label -> classifier-free guidance scale (default 1, none, for a label not in it).
     """
     from streamlib.codec import codec_for
 
@@ -155,7 +156,8 @@ def example_panels(models: dict[str, object], clip, target: str, seconds: float 
         codec = codec_for(acc)
         if codec.sample_rate != clip.sample_rate:
             raise ValueError(f"{label}: its codec runs at {codec.sample_rate} Hz, the clip at {clip.sample_rate} Hz")
-        audio = render(acc, codec, full_input, clip.categories[target], int(seconds * FRAME_RATE), seed=seed)
+        audio = render(acc, codec, full_input, clip.categories[target], int(seconds * FRAME_RATE), seed=seed,
+                       guidance=(guidance or {}).get(label, 1.0))
         panels[label] = audio[:n]
     return panels
 

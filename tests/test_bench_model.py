@@ -37,7 +37,7 @@ def test_decode_latency_positive():
     _, acc, hf = _tiny()
     ms = bench.measure_decode(acc, hf, context=8, steps=2, nocache_steps=1, repeats=1, compile=False)
     assert {"ours cache", "hf cache", "ours no cache", "hf no cache", "ours Generator", "ours fast step",
-            "ours fast eager step", "ours fast Generator"} <= set(ms)
+            "ours fast eager step", "ours fast Generator", "ours fast guided step"} <= set(ms)
     _positive(ms)
 
 
@@ -47,6 +47,7 @@ def test_fast_step_times_one_position_of_the_stream():
     codes = fns["ours fast step"]()
     assert codes.shape == (acc.cfg.n_q,) and 0 <= int(codes.min()) and int(codes.max()) < acc.codebook_size
     assert fns["ours fast Generator"]().shape == (acc.cfg.n_q, 3)
+    assert fns["ours fast guided step"]().shape == (acc.cfg.n_q,)   # guidance 4: both passes, one position
     other = fast_dtype(acc.input_tables.device) != torch.float32  # native bf16: fp32 weights are timed too
     assert ("ours fast step float32" in fns) == other
     if other:

@@ -203,9 +203,12 @@ def test_example_panels_hold_input_truth_and_each_generation(tmp_path):
     real, codecs.codec_for = codecs.codec_for, lambda model: codec
     try:
         panels = example_panels({"model": acc}, clip, "S01", seconds=1.0)
+        guided = example_panels({"model": acc, "guided": acc}, clip, "S01", seconds=1.0, guidance={"guided": 0.0})
     finally:
         codecs.codec_for = real
     assert list(panels) == ["input mixture", "true stem (S01)", "model"]
+    assert np.array_equal(guided["model"], panels["model"])          # the same seed, no guidance: the same stem
+    assert not np.array_equal(guided["guided"], panels["model"])     # guidance 0: the model without its input
     assert all(len(a) == SR for a in panels.values())
     assert np.array_equal(panels["input mixture"], c_maj[:SR]) and np.array_equal(panels["true stem (S01)"], clip.stems["S01"][:SR])
     scores = panel_scores(panels, clip)

@@ -342,7 +342,8 @@ def _failures(note: str) -> None:
 def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict[str, Callable[[], object]]:
     """``ours fast step`` / ``ours fast eager step`` (``FastGenerator.feed_position`` for ``steps``
     positions after a ``context``-frame prefix, the same positions every call) and ``ours fast
-    Generator`` (``generate(steps)``; its context grows by ``steps`` per call); where the fast path's weights
+    Generator`` (``generate(steps)``; its context grows by ``steps`` per call); ``ours fast guided step``, the
+    step with classifier-free guidance at ``GUIDANCE`` (both passes in one graph); where the fast path's weights
     are not fp32 (native bf16), also ``ours fast step float32`` with fp32 weights, timed in the same loop.
     Compiling happens here, in the generators' warm-up, not in the timings."""
     from streamlib.model.fast import fast_dtype
@@ -352,8 +353,8 @@ def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict
     inputs = torch.randint(0, size, (n_q, acc.cfg.max_frames), generator=g)
     prefix = torch.randint(0, size, (n_q, context), generator=g)
 
-    def primed(compiled: bool, dtype: torch.dtype | None = None):  # a compiler failure (then eager) is said on stderr
-        gen = acc.generator(0, fast=True, compile=compiled, notify=_failures, dtype=dtype)
+    def primed(compiled: bool, dtype: torch.dtype | None = None, guidance: float = 1.0):  # failures: on stderr
+        gen = acc.generator(0, fast=True, compile=compiled, notify=_failures, dtype=dtype, guidance=guidance)
         gen.feed_input(inputs)
         gen.feed_output(prefix)
         gen.generate(1)  # runs the prefix (one delay step at a time)
@@ -369,12 +370,16 @@ def fast_decode_fns(acc, context: int, steps: int, compile: bool = True) -> dict
 
         return run
 
-    fns = {"ours fast step": positions(primed(compile)), "ours fast eager step": positions(primed(False))}
+    fns = {"ours fast step": positions(primed(compile)), "ours fast eager step": positions(primed(False)),
+           "ours fast guided step": positions(primed(compile, guidance=GUIDANCE))}
     if fast_dtype(acc.input_tables.device) != torch.float32:  # the other precision, side by side
         fns["ours fast step float32"] = positions(primed(compile, torch.float32))
     streaming = primed(compile)
     fns["ours fast Generator"] = lambda: streaming.generate(steps)
     return fns
+
+
+GUIDANCE = 4.0  # the scale the shipped models play with (``streamlib.model.accompanist.DEFAULT_GUIDANCE``)
 
 
 def memory_bandwidth_gbs(repeats: int = 5, megabytes: int = 256) -> float:
@@ -494,6 +499,10 @@ def run(args: argparse.Namespace) -> int:
             o = ms[key]
             rows.append(f"| {name} | {what}, ms/frame (% of 20 ms) | {_fmt(o, 2)} ({100 * o / FRAME_MS:.0f} %) "
                         f"| {_fmt(h, 2)} (KV cache) | {_ratio(h, o)} |")
+        o = ms["ours fast guided step"]
+        rows.append(f"| {name} | fast path: step with classifier-free guidance {GUIDANCE:g} (two passes, one graph), "
+                    f"ms/frame (% of 20 ms; x the step) | {_fmt(o, 2)} ({100 * o / FRAME_MS:.0f} %; "
+                    f"x{o / ms['ours fast step']:.2f}) | - | - |")
         need = step_bytes(acc, args.context)
         bound = 1e3 * sum(need.values()) / (bandwidth * 1e9)
         step, fast_gen = ms["ours fast step"], ms["ours fast Generator"]

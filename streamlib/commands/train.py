@@ -121,7 +121,7 @@ def register(sub) -> None:
                              "paper; the token cache needs mix_chroma: re-run tokenize to add it)")
     levers.add_argument("--present-input", action="store_true",
                         help="t_f > 0: also read the input frame sounding with the prediction, not only the newest "
-                             "one t_f ahead (beyond the paper; plain generator only)")
+                             "one t_f ahead (beyond the paper)")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")
