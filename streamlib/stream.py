@@ -798,8 +798,8 @@ def demo_stream(example: str = "test_clip", *, checkpoint: str | Path | None = N
         kwargs.setdefault("prompt_audio", clip.stems[target])
     mix = np.sum(tracks, axis=0)
     notify = (kwargs.get("generator_kwargs") or {}).get("notify")
-    if notify and guidance_note(acc, kwargs.get("generator_kwargs")):
-        notify(guidance_note(acc, kwargs.get("generator_kwargs")))
+    if notify and (said := guidance_note(acc, kwargs.get("generator_kwargs"))):
+        notify(said)
     choice = None if threads is None else set_threads(threads, thread_probe(acc, codec, mix, cat, **kwargs))
     result = stream(acc, codec, mix, cat, **kwargs)
     result.info.update(example=example, input_stems=inputs, target_stem=target, category_name=CATEGORIES[cat],

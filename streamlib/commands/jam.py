@@ -44,7 +44,8 @@ def _jam(args: argparse.Namespace) -> int:
                                 save_session)
     from streamlib.model import load_accompanist
     from streamlib.paths import check_output_dir
-    from streamlib.stream import default_category, guidance_note, parse_category, set_threads, shipped_models, smallest_lead, thread_probe
+    from streamlib.stream import (default_category, guidance_note, parse_category, set_threads, shipped_models,
+                                  smallest_lead, thread_probe)
 
     if args.list_devices:
         print(list_devices())
@@ -74,8 +75,8 @@ def _jam(args: argparse.Namespace) -> int:
         for text in input_notes(args.input, audio, codec.sample_rate):
             note(text)
     kwargs, compile_codec = generator_kwargs(args), not (plain_engine(args) or args.no_compile)
-    if guidance_note(acc, kwargs):
-        note(guidance_note(acc, kwargs))
+    if said := guidance_note(acc, kwargs):
+        note(said)
     probe_audio = audio if audio is not None else np.zeros(2 * codec.sample_rate, dtype=np.float32)
     choice = set_threads(args.threads, thread_probe(acc, codec, probe_audio, category, generator_kwargs=kwargs,
                                                     compile_codec=compile_codec))

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from streamlib.stream import StreamResult
 
 
-
 def add_stream_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``stream`` and ``demo``."""
     p.add_argument("--prompt-seconds", type=number(minimum=0), default=0.0,
