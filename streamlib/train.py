@@ -9,6 +9,8 @@ the tests. What it does each step:
   input followed by the output (``align_offline_prefix``);
 * k = 1: a causal pass, loss on every output token; k > 1 (paper A.6): a prefix length
   l ~ U{0, k, ..., T - k} per batch, loss on the k steps after it only, no input term inside the chunk;
+  or, with ``Run.all_chunks`` (beyond the paper), every chunk of the window at once
+  (``streamlib.tokens.visibility.all_chunks``), the chunk grid shifted by a phase drawn per step;
 * AdamW, linear warm-up then cosine decay to a floor, gradient clipping, bf16 autocast where the
   device supports it; validation loss every ``val_every`` steps; a CSV log and a progress bar;
 * writes ``train_state.pt`` atomically (model, optimiser, step, RNG, log) every ``save_every_s``
@@ -44,7 +46,7 @@ from streamlib.model.accompanist import NULL_INPUTS, Accompanist, masked_loss
 from streamlib.model.masked import draw_input_keep
 from streamlib.paths import REPO_ROOT
 from streamlib.tokens.categories import CODE_OFFSET
-from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, chunk_masks
+from streamlib.tokens.visibility import Aligned, align, align_offline_prefix, all_chunks, chunk_masks
 
 LOG_FIELDS = ("step", "lr", "train_loss", "val_loss", "tokens", "seconds")
 
@@ -77,6 +79,7 @@ class Run:
     input_chroma: bool = False  # a second input path: the input's causal chroma (streamlib.input_chroma)
     present_input: bool = False  # t_f > 0: also read the input frame sounding with the prediction (cfg.present_input)
     targets: tuple[int, ...] | None = None  # target categories to train on (e.g. the bass alone); None: all
+    all_chunks: bool = False  # k > 1: a loss on every chunk of each window in one pass (the paper: one chunk)
 
     def __post_init__(self) -> None:
         if self.targets is not None:  # a list when read back from a saved state's JSON
@@ -101,6 +104,8 @@ def check_levers(run: Run) -> None:
         raise ConfigError(f"input_dropout must be in [0, 1), got {run.input_dropout}")
     if run.null_input not in NULL_INPUTS:
         raise ConfigError(f"null_input must be one of {NULL_INPUTS}, got {run.null_input!r}")
+    if run.all_chunks and (run.offline or run.k == 1):
+        raise ConfigError("all_chunks is for a k > 1 prefix decoder (at k = 1 every position is trained already)")
     if run.contrast_weight > 0 and run.offline:
         raise ConfigError("the contrast loss applies to streaming models (the offline decoder sees all its input)")
 
@@ -133,18 +138,54 @@ def aligned_batch(batch: dict, tf: int, offline: bool, device: torch.device) -> 
 
 def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
                frames: int | None = None, per_window: bool = False,
-               dropped: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``;
-    with ``frames``, only targets of output frames ``< frames``; ``per_window``: one sum and count per
-    window of the batch; ``dropped`` (bool ``[B]``): windows whose input term is zeroed (input dropout).
-    ``net`` is the accompanist or its DDP wrapper."""
+               dropped: torch.Tensor | None = None, phase: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and token count: all tokens (k = 1, offline) or the k-step chunk after ``prefix``, or
+    with ``phase`` (and ``prefix`` None) every k-step chunk of the window, the chunks starting at
+    ``phase + m k`` (``all_chunks``); with ``frames``, only targets of output frames ``< frames``;
+    ``per_window``: one sum and count per window of the batch; ``dropped`` (bool ``[B]``): windows whose
+    input term is zeroed (input dropout). ``net`` is the accompanist or its DDP wrapper."""
+    model = getattr(net, "module", net)  # DDP wraps the accompanist
+    reads_present = bool(getattr(getattr(model, "cfg", None), "present_input", False))
+    if phase is not None:
+        if prefix is not None:
+            raise ConfigError("give a prefix (one chunk) or a phase (every chunk), not both")
+        layout = all_chunks(aligned, k, phase)
+        extra = {"positions": layout.positions, "attention": layout.attention}
+        if reads_present:
+            codes, pad = chunk_present(model, aligned, layout.starts)
+            extra["present"] = (torch.cat([codes, codes], dim=-1), torch.cat([pad[0], pad[1]], dim=-1))
+        aligned, keep, mask = layout.aligned, layout.input_keep, layout.aligned.loss_mask
+        if dropped is not None and bool(dropped.any()):
+            keep = keep[None, :] & ~dropped[:, None]
+        if frames is not None:
+            mask = mask & (aligned.target_frames < frames)
+        return masked_loss(net, aligned, mask, keep, per_window=per_window, **extra)
     keep, mask = (None, aligned.loss_mask) if prefix is None else chunk_masks(aligned, prefix, k)
+    extra = {}
+    if reads_present and prefix is not None:
+        starts = torch.full((aligned.length,), prefix, dtype=torch.long, device=mask.device)
+        codes, (with_input, in_chunk) = chunk_present(model, aligned, starts)
+        n = prefix + k
+        extra["present"] = (codes[..., :n], torch.where(keep, with_input, in_chunk)[..., :n])
     if dropped is not None and bool(dropped.any()):
         keep = torch.ones(aligned.length, dtype=torch.bool, device=mask.device) if keep is None else keep
         keep = keep[None, :] & ~dropped[:, None]
     if frames is not None:
         mask = mask & (aligned.target_frames < frames)
-    return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k, per_window=per_window)
+    return masked_loss(net, aligned, mask, keep, length=None if prefix is None else prefix + k, per_window=per_window,
+                       **extra)
+
+
+def chunk_present(model: Accompanist, aligned: Aligned, starts: torch.Tensor
+                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The present input of a chunked layout (``cfg.present_input``, t_f >= 1): codes ``[B, Q, L]`` and two
+    pad masks ``[B, L]``, one for positions read with their input (PAD only before the song) and one for
+    positions inside the chunk that starts at ``starts[j]``, where the present frame ``j - t_f`` counts only
+    if it had arrived by the chunk's start (frame ``starts[j]``): the chunk's later positions read it alone."""
+    codes, pad = model.present_of(aligned.input_codes, aligned.input_pad_mask)
+    pos = torch.arange(aligned.length, device=pad.device)
+    late = (pos - model.spec.tf) > starts.to(pad.device)
+    return codes, (pad, pad | late[None, :])
 
 
 def drop_inputs(batch_size: int, rate: float, seed: int, step: int, device: torch.device) -> torch.Tensor | None:
@@ -263,6 +304,11 @@ def contrast_loss(sums: torch.Tensor, counts: torch.Tensor, margin: float) -> to
 def draw_prefix(seed: int, step: int, window: int, k: int) -> int:
     """l ~ U{0, k, 2k, ..., T - k} (paper A.6), the same on every process."""
     return k * int(np.random.default_rng([seed, step, 7]).integers(0, window // k))
+
+
+def draw_phase(seed: int, step: int, k: int) -> int:
+    """Where the chunk grid of an all-chunks step starts: ~ U{0, ..., k - 1}, the same on every process."""
+    return int(np.random.default_rng([seed, step, 19]).integers(0, k))
 
 
 def validation_prefixes(i: int, window: int, k: int, n: int = 4) -> list[int]:
@@ -515,7 +561,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     aligned = own_history(model, aligned, run.own_history, run.seed, step)
             aligned = corrupt_history(aligned, history_noise_at(run, step, total), model.codebook_size, run.seed, step)
-            prefix = None if (run.offline or run.k == 1) else draw_prefix(run.seed, step, window, run.k)
+            prefix = None if (run.offline or run.k == 1 or run.all_chunks) else draw_prefix(run.seed, step, window, run.k)
+            phase = draw_phase(run.seed, step, run.k) if run.all_chunks else None
             dropped = drop_inputs(tcfg.batch_size, run.input_dropout, run.seed, step, device)
             dropped = None if dropped is None else dropped[rank * local : (rank + 1) * local]
             if dropped is not None and run.null_input == "pad":
@@ -523,11 +570,11 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 if run.contrast_weight > 0:
                     sums, counts = batch_loss(net, with_rolled_inputs(aligned), run.k, prefix, per_window=True,
-                                              dropped=None if dropped is None else dropped.repeat(2))
+                                              dropped=None if dropped is None else dropped.repeat(2), phase=phase)
                     summed, count = sums[: len(sums) // 2].sum(), counts[: len(counts) // 2].sum()
                     extra = run.contrast_weight * contrast_loss(sums, counts, run.contrast_margin)
                 else:
-                    summed, count = batch_loss(net, aligned, run.k, prefix, dropped=dropped)
+                    summed, count = batch_loss(net, aligned, run.k, prefix, dropped=dropped, phase=phase)
                     extra = summed.new_zeros(())
             global_count = _all_sum(count.detach().float(), world)
             loss = (summed + extra) * world / global_count.clamp(min=1)  # DDP averages: this gives the global mean
@@ -564,8 +611,8 @@ def train(run: Run, preset: Preset, *, codec=None, device: str | torch.device | 
             "history": history, "model": model, "window": window, "codec_sha256": codec_sha, "bf16": use_bf16}
 
 
-__all__ = ["Run", "batch_loss", "bf16_supported", "check_levers", "contrast_loss", "corrupt_history", "draw_prefix",
-           "drop_inputs", "evaluate", "lr_at", "roll_inputs", "train", "validation_windows", "with_rolled_inputs"]
+__all__ = ["Run", "batch_loss", "bf16_supported", "check_levers", "chunk_present", "contrast_loss", "corrupt_history",
+           "draw_phase", "draw_prefix", "drop_inputs", "evaluate", "lr_at", "roll_inputs", "train", "validation_windows", "with_rolled_inputs"]
 
 
 # ----------------------------------------------------------------------------- shipping a model

@@ -70,6 +70,24 @@ def test_kv_cache_equals_full_pass(tables):
     assert torch.allclose(torch.cat(parts, dim=2), full, atol=1e-5)
 
 
+def test_an_explicit_layout_equals_the_causal_pass_and_is_checked(tables):
+    """``positions`` and ``attention`` (the all-chunks layout of chapter 7) reproduce the causal pass when they
+    say the same thing, and are refused with a cache or in the wrong shape."""
+    acc, t = make(tables, 0), 16
+    a = align(codes(t, 3), codes(t, 4), 5, 0)
+    full = acc(*_streams(a))
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    assert torch.allclose(acc(*_streams(a), positions=torch.arange(t), attention=causal), full, atol=1e-5)
+    shifted = acc(*_streams(a), positions=torch.arange(t) + 3, attention=causal)
+    assert torch.allclose(shifted, full, atol=1e-4)  # rotary positions are relative: an offset changes nothing
+    spread = acc(*_streams(a), positions=2 * torch.arange(t), attention=causal)
+    assert not torch.allclose(spread, full, atol=1e-3)  # but the distances between them are read
+    with pytest.raises(ConfigError, match="without a KV cache"):
+        acc(*_streams(a), cache=acc.backbone.new_cache(), attention=causal)
+    with pytest.raises(ConfigError, match="attention must be"):
+        acc(*_streams(a), positions=torch.arange(t), attention=causal[:-1])
+
+
 def test_kv_cache_truncate_and_slide(tables):
     acc = make(tables, 0)
     a = align(codes(20, 5), codes(20, 6), 1, 0)
@@ -301,21 +319,32 @@ def test_the_present_input_is_for_lookahead_models(tables):
         acc.embed(*_streams(a))
 
 
-def test_k_chunks_with_the_present_input_follow_the_chunk_rule(tables):
-    """k > 1: the generator re-feeds a chunk once its input arrives; the present term follows the input term."""
-    tf, k = 3, 4
-    acc, t = make_present(tables, tf, k), 12
+@pytest.mark.parametrize("tf", [2, 3])
+def test_k_chunks_with_the_present_input_are_the_training_layout(tables, tf):
+    """k > 1 with the present input: every token the generator plays (greedy, input fed chunk by chunk) is the
+    argmax of the all-chunks training layout at its position. Inside a chunk the newest input is missing and the
+    present frame is read alone where it had arrived by the chunk's start (at t_f = 2 a chunk's last position
+    has neither)."""
+    from streamlib.tokens.visibility import all_chunks
+    from streamlib.train import chunk_present
+
+    k = 4
+    acc, t = make_present(tables, tf, k), 16
     x = codes(t + 10, 8)
     gen = acc.generator(2, top_k=1)
     chunks = []
     for start in range(0, t, k):
         gen.feed_input(x[0, :, gen.n_input : max(start + tf + 3, 0)])
         chunks.append(gen.generate(k))
-    out = torch.cat(chunks, dim=1)
-    a = align(x[..., :t], out[None], 2, tf)
-    for prefix in (5, 9):  # a position fed with its input in the first call, and the second call's first
-        keep, mask = chunk_masks(a, prefix, k)
-        pred = acc(*_streams(a), input_keep=keep).argmax(-1) + CODE_OFFSET
-        first = torch.zeros_like(mask)
-        first[..., prefix] = mask[..., prefix]
-        assert first.any() and torch.equal(pred[first], a.targets[first])
+    a = align(x[..., :t], torch.cat(chunks, dim=1)[None], 2, tf)
+    first = tf + 2  # the first chunk's prefix: positions before it were fed with their input
+    lay = all_chunks(a, k, first % k)
+    present_codes, (with_input, in_chunk) = chunk_present(acc, a, lay.starts)
+    assert in_chunk.sum() > with_input.sum() if tf == 2 else torch.equal(in_chunk, with_input)
+    present = (torch.cat([present_codes] * 2, dim=-1), torch.cat([with_input, in_chunk], dim=-1))
+    pred = acc(*_streams(lay.aligned), lay.input_keep, present=present, positions=lay.positions,
+               attention=lay.attention).argmax(-1) + CODE_OFFSET
+    mask, n = lay.aligned.loss_mask.clone(), a.length
+    mask[..., :first] = False
+    mask[..., n : n + first] = False
+    assert int(mask.sum()) > 30 and torch.equal(pred[mask], lay.aligned.targets[mask])

@@ -17,12 +17,12 @@ from streamlib.codec import CausalCodec
 from streamlib.config import ConfigError, StreamSpec, get_preset
 from streamlib.model import Accompanist, load_accompanist
 from streamlib.train import (
-    Run, batch_loss, bf16_supported, contrast_loss, corrupt_history, draw_prefix, drop_inputs, export_model,
+    Run, batch_loss, bf16_supported, chunk_present, contrast_loss, corrupt_history, draw_phase, draw_prefix, drop_inputs, export_model,
     check_levers, history_noise_at, load_val_fixture, lr_at, own_history, padded_inputs,
     roll_inputs, score_windows, split_windows, total_training, train, validation_windows, with_rolled_inputs,
 )
 from streamlib.tokens.categories import CODE_OFFSET
-from streamlib.tokens.visibility import align, chunk_masks
+from streamlib.tokens.visibility import AlignmentError, align, all_chunks, chunk_masks, chunk_starts
 
 DEBUG = get_preset("debug")  # window 1 s = 50 frames, batch 2
 PRESET = DEBUG.replace(train=dataclasses.replace(DEBUG.train, batch_size=4, steps=6, warmup_steps=2))
@@ -44,6 +44,17 @@ def fake_cache(root, tracks: int = 3, frames: int = 120, seed: int = 0) -> str:
                      mix_policy=np.array([0, 0], np.int8))
     (root / "meta.json").write_text(json.dumps({"codec_sha256": "test", "seed": 0}))
     return str(root)
+
+
+def resumed_after_a_crash(run: Run, codec, at_step: int) -> dict:
+    """Train ``run`` until it is killed after ``at_step``, then run it again: the resumed run's result."""
+    def crash(row):
+        if row["step"] == at_step:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(run, PRESET, codec=codec, device="cpu", progress=False, on_step=crash)
+    return train(run, PRESET, codec=codec, device="cpu", progress=False, log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +81,85 @@ def test_prefix_loss_touches_only_the_chunk(codec):
     assert keep[:11].all() and not keep[11:].any()  # no input term inside the chunk after its first step
     prefixes = {draw_prefix(0, s, 50, 5) for s in range(200)}
     assert prefixes == set(range(0, 50, 5))
+
+
+@pytest.mark.parametrize("tf,present_input,phase", [(-2, False, 0), (-2, False, 3), (0, False, 1), (3, True, 2),
+                                                   (6, True, 1)])
+def test_all_chunks_give_every_chunks_logits_in_one_pass(codec, tf, present_input, phase):
+    """The all-chunks layout is the one-chunk prefix decoder's pass for every chunk at once: each target's
+    logits equal those of ``chunk_masks`` at its chunk's start, and every target of the window is trained."""
+    torch.manual_seed(1)
+    cfg = dataclasses.replace(DEBUG.model, present_input=present_input)
+    acc = Accompanist(cfg, codec.codebook_tables(4), StreamSpec(tf=tf, k=5, window=50)).eval()
+    with torch.no_grad():
+        acc.gate.fill_(1.0)
+    x, y = torch.randint(0, SIZE, (2, 4, 40)), torch.randint(0, SIZE, (2, 4, 40))
+    a = align(x, y, 3, tf)
+    layout = all_chunks(a, 5, phase)
+    n = a.length
+    present = one_present = None
+    if present_input:
+        codes, (with_input, in_chunk) = chunk_present(acc, a, layout.starts)
+        present = (torch.cat([codes, codes], dim=-1), torch.cat([with_input, in_chunk], dim=-1))
+    with torch.no_grad():
+        logits = acc(layout.aligned.input_codes, layout.aligned.input_pad_mask, layout.aligned.output_tokens,
+                     layout.input_keep, present=present, positions=layout.positions, attention=layout.attention)
+        starts = chunk_starts(n, 5, phase)
+        for start in sorted(set(starts.tolist())):
+            keep, _ = chunk_masks(a, start, 5)
+            if present_input:
+                codes, (with_input, in_chunk) = chunk_present(acc, a, torch.full((n,), start))
+                one_present = (codes, torch.where(keep, with_input, in_chunk))
+            ref = acc(a.input_codes, a.input_pad_mask, a.output_tokens, keep, present=one_present)
+            for j in (starts == start).nonzero()[:, 0].tolist():
+                got = logits[:, :, j] if j == start else logits[:, :, n + j]
+                assert torch.allclose(got, ref[:, :, j], atol=1e-5), (start, j)
+    # one loss per target of the window: the context copy at chunk starts, the chunk copy elsewhere
+    assert torch.equal(layout.aligned.loss_mask[..., :n] | layout.aligned.loss_mask[..., n:], a.loss_mask)
+    assert not (layout.aligned.loss_mask[..., :n] & layout.aligned.loss_mask[..., n:]).any()
+    loss, count = batch_loss(acc, a, 5, None, phase=phase)
+    assert int(count) == int(a.loss_mask.sum())
+    targets = (layout.aligned.targets - CODE_OFFSET).clamp(min=0)
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, SIZE), targets.reshape(-1), reduction="none")
+    assert torch.allclose(loss, ce.view(targets.shape)[layout.aligned.loss_mask].sum(), rtol=1e-5)
+    for start in (0, 10, 25):  # and the one-chunk loss reads the same present input
+        keep, mask = chunk_masks(a, start, 5)
+        one, _ = batch_loss(acc, a, 5, prefix=start)
+        if present_input:
+            codes, (with_input, in_chunk) = chunk_present(acc, a, torch.full((n,), start))
+            one_present = (codes, torch.where(keep, with_input, in_chunk))
+        ref = acc(a.input_codes, a.input_pad_mask, a.output_tokens, keep, present=one_present)
+        ce = torch.nn.functional.cross_entropy(ref.reshape(-1, SIZE), (a.targets - CODE_OFFSET).clamp(min=0).reshape(-1),
+                                               reduction="none").view(mask.shape)
+        assert torch.allclose(one, ce[mask].sum(), rtol=1e-5)
+    with pytest.raises(ConfigError, match="not both"):
+        batch_loss(acc, a, 5, prefix=10, phase=phase)
+
+
+def test_chunk_starts_and_phase_draws():
+    assert chunk_starts(12, 5, 0).tolist() == [0] * 5 + [5] * 5 + [10] * 2
+    assert chunk_starts(12, 5, 2).tolist() == [0, 0] + [2] * 5 + [7] * 5
+    assert {draw_phase(0, s, 5) for s in range(100)} == set(range(5))
+    for bad in (dict(k=0, phase=0), dict(k=5, phase=5), dict(k=5, phase=-1)):
+        with pytest.raises(AlignmentError):
+            chunk_starts(12, **bad)
+
+
+def test_all_chunks_is_a_k_above_1_option_that_resumes_exactly(tmp_path, codec):
+    tokens = fake_cache(tmp_path / "tok")
+    with pytest.raises(ConfigError, match="k > 1"):
+        check_levers(Run(tokens, "o", k=1, all_chunks=True))
+    with pytest.raises(ConfigError, match="k > 1"):
+        check_levers(Run(tokens, "o", offline=True, all_chunks=True))
+    whole = train(Run(tokens, str(tmp_path / "a"), tf=2, k=5, all_chunks=True, val_every=3, val_windows=4),
+                  PRESET, codec=codec, device="cpu", progress=False)
+    one = train(Run(tokens, str(tmp_path / "o"), tf=2, k=5, val_every=3, val_windows=4),
+                PRESET, codec=codec, device="cpu", progress=False)
+    # every target of each window carries a loss, not the k steps of one chunk
+    assert min(r["tokens"] for r in whole["history"]) > 4 * max(r["tokens"] for r in one["history"])
+    part = Run(tokens, str(tmp_path / "b"), tf=2, k=5, all_chunks=True, val_every=3, val_windows=4)
+    resumed = resumed_after_a_crash(part, codec, at_step=4)
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
 
 
 def test_learning_rate_schedule():
@@ -411,14 +501,7 @@ def test_levers_train_and_resume_exactly(tmp_path, codec):
                   codec=codec, device="cpu", progress=False)
     assert [r["train_loss"] for r in whole["history"]] != [r["train_loss"] for r in plain["history"]]
     part = Run(tokens, str(tmp_path / "b"), tf=0, val_every=3, val_windows=4, **levers)
-
-    def crash(row):
-        if row["step"] == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(part, PRESET, codec=codec, device="cpu", progress=False, on_step=crash)
-    resumed = train(part, PRESET, codec=codec, device="cpu", progress=False, log=lambda m: None)
+    resumed = resumed_after_a_crash(part, codec, at_step=3)
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
     # another lever value is another run: refused on resume
     with pytest.raises(Exception, match="another run"):

@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
               null_input=args.null_input,
               contrast_margin=args.contrast_margin, input_chroma=args.input_chroma, present_input=args.present_input,
               history_noise_from=args.history_noise_from, own_history=args.own_history,
-              targets=tuple(args.targets) if args.targets else None)
+              all_chunks=args.all_chunks, targets=tuple(args.targets) if args.targets else None)
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:])
     codec = None
     if args.codec:
@@ -122,6 +122,9 @@ def register(sub) -> None:
     levers.add_argument("--present-input", action="store_true",
                         help="t_f > 0: also read the input frame sounding with the prediction, not only the newest "
                              "one t_f ahead (beyond the paper)")
+    levers.add_argument("--all-chunks", action="store_true",
+                        help="k > 1: a loss on every chunk of each window in one pass over twice its length (the "
+                             "paper trains one chunk per window: k of its positions); beyond the paper")
     p.add_argument("--export", help="when finished, write this .safetensors + card (e.g. checkpoints/models/...)")
     p.add_argument("--fixture", default="tests/fixtures/model_val_windows.npz",
                    help="validation windows the card's fixture loss is measured on (made if missing)")

@@ -17,7 +17,8 @@ position j (frame f - 1 at the position predicting frame f, as at t_f = 0): ``LN
 Without it a lookahead model finds that frame only t_f positions back, through attention.
 
 A PAD input position uses a learned vector in place of ``W LN(e_x)``; a position whose input has not
-arrived yet (inside a k > 1 chunk) carries the output term only. Four linear heads (one matrix)
+arrived yet (inside a k > 1 chunk) carries the output term only, plus, with the present input, that
+term alone (``LN(W_p LN(e_p))``): the present frame arrived t_f frames ago. Four linear heads (one matrix)
 predict the next delayed step's codes, one level each.
 """
 
@@ -116,16 +117,20 @@ class Accompanist(nn.Module):
             if input_features is None:
                 raise ConfigError("this accompanist reads the input's chroma (cfg.input_chroma): pass input_features")
             h = h + self.chroma_proj(input_features.transpose(1, 2).to(h.dtype))
+        alone = None
         if self.cfg.present_input:
             if present is None:
                 raise ConfigError("this accompanist reads the present input (cfg.present_input): pass present")
             codes, pad = present
-            e_p = self.present_proj(self.present_norm(self.codebook_sum(codes)))
-            h = h + e_p.to(h.dtype) * (~pad)[..., None].to(h.dtype)
+            e_p = self.present_proj(self.present_norm(self.codebook_sum(codes))).to(h.dtype)
+            h = h + e_p * (~pad)[..., None].to(h.dtype)
+            # where the newest frame has not arrived (inside a k > 1 chunk) the present one has: it stays alone
+            alone = self.in_out_norm(e_p) * (~pad & ~input_pad)[..., None].to(h.dtype)
         h = torch.where(input_pad[..., None], self.input_pad.to(h.dtype), h)
         h = self.in_out_norm(h)
         if input_keep is not None:
-            h = h * input_keep[..., None].to(h.dtype)
+            keep = input_keep[..., None]
+            h = h * keep.to(h.dtype) if alone is None else torch.where(keep, h, alone)
         e_y = sum(self.out_embed[q](output_tokens[:, q]) for q in range(n_q))
         return h + self.gate * self.out_norm(e_y)
 
@@ -136,13 +141,15 @@ class Accompanist(nn.Module):
 
     def forward(self, input_codes: Tensor, input_pad: Tensor, output_tokens: Tensor,
                 input_keep: Tensor | None = None, cache: KVCache | None = None,
-                input_features: Tensor | None = None, present: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                input_features: Tensor | None = None, present: tuple[Tensor, Tensor] | None = None,
+                positions: Tensor | None = None, attention: Tensor | None = None) -> Tensor:
         """Code logits of aligned streams; a model with ``cfg.present_input`` derives ``present`` from a whole
-        sequence itself (no ``cache``), and takes it from the caller when it runs on a cache."""
+        sequence itself (no ``cache``), and takes it from the caller when it runs on a cache. ``positions`` and
+        ``attention``: a pass in another layout than the causal one (``all_chunks``, chapter 7)."""
         if self.cfg.present_input and present is None and cache is None:
             present = self.present_of(input_codes, input_pad)
         x = self.embed(input_codes, input_pad, output_tokens, input_keep, input_features, present)
-        return self.logits(self.backbone(x, cache))
+        return self.logits(self.backbone(x, cache, positions, attention))
 
     def loss(self, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
              length: int | None = None) -> tuple[Tensor, Tensor]:
@@ -177,16 +184,17 @@ class Accompanist(nn.Module):
 
 
 def masked_loss(net: nn.Module, aligned: Aligned, loss_mask: Tensor | None = None, input_keep: Tensor | None = None,
-                length: int | None = None, per_window: bool = False) -> tuple[Tensor, Tensor]:
+                length: int | None = None, per_window: bool = False, **layout) -> tuple[Tensor, Tensor]:
     """Run ``net`` (an ``Accompanist``, or one wrapped for DDP) on aligned streams; summed cross entropy
     over ``loss_mask`` (default ``aligned.loss_mask``) and the count (``per_window``: one of each per batch
-    row). ``length`` keeps only the first positions (a prefix chunk needs nothing after it)."""
+    row). ``length`` keeps only the first positions (a prefix chunk needs nothing after it); ``layout``
+    (``positions``, ``attention``) goes to the forward pass (the all-chunks layout)."""
     n = aligned.length if length is None else int(length)
     mask = (aligned.loss_mask if loss_mask is None else loss_mask)[..., :n]
     keep = None if input_keep is None else input_keep[..., :n]
     features = None if aligned.input_features is None else aligned.input_features[..., :n]
     logits = net(aligned.input_codes[..., :n], aligned.input_pad_mask[..., :n], aligned.output_tokens[..., :n], keep,
-                 input_features=features)
+                 input_features=features, **layout)
     return token_loss(logits, aligned.targets[..., :n], mask, per_window)
 
 
@@ -329,7 +337,7 @@ class Generator:
             seen = (back >= 0) & (back < self.n_input)
             present_codes = torch.zeros(self.n_q, len(pos), dtype=torch.long, device=self.device)
             present_codes[:, seen] = self.inputs[:, back[seen]]
-            present = (present_codes[None], (back < 0)[None])
+            present = (present_codes[None], (~seen)[None])
         step = pos - out_off
         tokens = torch.full((self.n_q, len(pos)), PAD, dtype=torch.long, device=self.device)
         has = step >= 0

@@ -130,12 +130,15 @@ class FastDecoder(nn.Module):
         h = _linear(self.in_proj, self.in_norm(e_x))
         if self.chroma_proj is not None:
             h = h + _linear(self.chroma_proj, chroma.to(h.dtype))
+        alone = None
         if self.present is not None:
             norm, proj = self.present
             e_p = _linear(proj, norm(self.in_table[present + self.in_offsets].sum(0)))
             h = h + e_p * (~present_pad).to(h.dtype)
+            alone = self.in_out_norm(e_p) * (~present_pad & ~pad).to(h.dtype)  # a chunk position: present only
         h = torch.where(pad, self.input_pad, h)
-        h = self.in_out_norm(h) * keep.to(h.dtype)
+        h = self.in_out_norm(h)
+        h = h * keep.to(h.dtype) if alone is None else torch.where(keep, h, alone)
         e_y = self.out_table[tokens + self.out_offsets].sum(0)
         x = h + self.gate * self.out_norm(e_y)
 
@@ -485,7 +488,7 @@ class FastGenerator:
                 self.present.copy_(self.inputs[back])
             else:
                 self.present.zero_()
-            present_pad = back < 0
+            present_pad = not 0 <= back < self.n_input  # before the song, or not arrived
         out = self._call(codes, chroma, pad, keep, tokens, position, present_pad)
         self.cache.next_position = position + 1
         self.cache.dropped = max(self.cache.dropped, position + 1 - self.cache.window)

@@ -5,7 +5,8 @@ Every figure is computed from the library's own functions (``align``, ``chunk_ma
 
 Chapter 6: ``fusion_terms`` / ``fusion_figure`` (Eq. 2-3 on a real window), ``visibility_maps`` /
 ``attention_figure`` (what each sequence position may attend to, k = 1 and a k > 1 chunk).
-Chapter 7: ``loss_mask_figure`` (k = 1 vs. the prefix decoder's chunk loss), ``lr_figure``
+Chapter 7: ``loss_mask_figure`` (k = 1 vs. the prefix decoder's chunk loss), ``all_chunks_figure`` (every
+chunk in one pass), ``lr_figure``
 (warm-up + cosine), ``loss_curves_figure`` (training logs). The figures of the first codec's models
 (``val_curves_figure``, ``lookahead_figure``, ``paired_difference_figure``) drew what
 ``docs/first_codec_training_log.md`` now records; section 7.7's figure is ``streamlib.listening_figures``.
@@ -17,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from streamlib.tokens.visibility import Aligned, align, chunk_masks, output_offset
+from streamlib.tokens.visibility import Aligned, align, all_chunks, chunk_masks, output_offset
 
 _SEEN, _UNSEEN, _TRAINED = "#3b75af", "#f0f0f0", "#e07b39"
 
@@ -138,6 +139,31 @@ def attention_figure(n_frames: int = 16, tf: int = 0, k: int = 1, chunk: int = 1
 # ----------------------------------------------------------------------------- chapter 7
 
 
+def all_chunks_figure(n_frames: int = 12, tf: int = 0, k: int = 4, phase: int = 0):
+    """Chapter 7: the attention mask of ``all_chunks`` (rows attend to columns; blue) over the context copy
+    (positions with their input) and the chunk copy (without), rows with a loss marked *."""
+    import plotly.graph_objects as go
+
+    x = torch.arange(n_frames).view(1, 1, n_frames)
+    layout = all_chunks(align(x, torch.zeros(1, 1, n_frames, dtype=torch.long), 0, tf), k, phase)
+    n = n_frames
+    trained = layout.aligned.loss_mask[0, 0]
+    names = [f"{'ctx' if i < n else 'chunk'} {i % n}{' *' if trained[i] else ''}" for i in range(2 * n)]
+    cols = [f"{'ctx' if i < n else 'chunk'} {i % n}" for i in range(2 * n)]
+    z = layout.attention.int().tolist()
+    fig = go.Figure(go.Heatmap(z=z, x=cols, y=names, colorscale=[[0, _UNSEEN], [1, _SEEN]], zmin=0, zmax=1,
+                               showscale=False, xgap=1, ygap=1,
+                               hovertemplate="%{y} attends %{x}: %{z}<extra></extra>"))
+    fig.add_shape(type="line", x0=n - 0.5, x1=n - 0.5, y0=-0.5, y1=2 * n - 0.5, line=dict(color="black"))
+    fig.add_shape(type="line", y0=n - 0.5, y1=n - 0.5, x0=-0.5, x1=2 * n - 0.5, line=dict(color="black"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=f"Every k = {k} chunk in one pass (t_f = {tf} frames; chunks start at 0 and {phase} + m k)"
+                            "<br>ctx = positions with their input, chunk = without; * = row with a loss",
+                      height=220 + 22 * 2 * n, xaxis_title="attends to", yaxis_title="row")
+    return fig
+
+
+
 def loss_mask_figure(n_frames: int = 12, tf: int = 0, n_q: int = 4, k: int = 1, prefix: int = 4):
     """Chapter 7: which targets carry a loss (orange; grey: a target that is context only), per level
     and position, for k = 1 (every output token) or one k > 1 prefix-decoder chunk (``prefix`` is
@@ -240,5 +266,5 @@ def paired_difference_figure(diffs: dict[str, Sequence[float]], title: str = "Pe
     return fig
 
 
-__all__ = ["attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure",
+__all__ = ["all_chunks_figure", "attention_figure", "fusion_figure", "fusion_terms", "lookahead_figure", "loss_curves_figure", "loss_mask_figure",
            "lr_figure", "paired_difference_figure", "val_curves_figure", "visibility_maps"]

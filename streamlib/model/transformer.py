@@ -156,23 +156,37 @@ class Transformer(nn.Module):
             raise ConfigError("a bidirectional transformer (causal=False) has no KV cache: it re-reads the whole window")
         return KVCache(self.cfg.n_layers, self.cfg.max_frames)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None, positions: Tensor | None = None,
+                attention: Tensor | None = None) -> Tensor:
+        """``positions`` ``[L]`` and ``attention`` (bool ``[L, L]``, True: may attend) replace the default
+        positions 0..L-1 and mask of a pass without a cache (the all-chunks layout of chapter 7,
+        ``streamlib.tokens.visibility.all_chunks``)."""
         if cache is not None and not self.causal:
             raise ConfigError("a bidirectional transformer (causal=False) takes no KV cache")
+        if cache is not None and (positions is not None or attention is not None):
+            raise ConfigError("positions and attention are for a pass without a KV cache")
         n = x.shape[1]
+        if attention is not None and tuple(attention.shape) != (n, n):
+            raise ConfigError(f"attention must be [{n}, {n}], got {tuple(attention.shape)}")
+        if positions is not None:
+            return self._run(x, None, positions.to(x.device), attention)
         start = 0 if cache is None else cache.next_position
         positions = torch.arange(start, start + n, device=x.device)
-        mask = None
+        mask = attention
         if cache is not None and cache.length > 0:
             past = cache.length
             # new position i (absolute start+i) sees every cached entry and new entries <= i
             mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device)
             mask[:, past:] = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        for i, block in enumerate(self.blocks):
-            x = block(x, positions, cache, i, mask)
+        x = self._run(x, cache, positions, mask)
         if cache is not None:
             cache.next_position = start + n
             cache.slide()
+        return x
+
+    def _run(self, x: Tensor, cache: KVCache | None, positions: Tensor, mask: Tensor | None) -> Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions, cache, i, mask)
         return self.norm(x)
 
 

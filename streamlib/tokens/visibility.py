@@ -233,6 +233,74 @@ def chunk_masks(aligned: Aligned, prefix: int, k: int) -> tuple[torch.Tensor, to
     return input_keep, aligned.loss_mask & in_chunk
 
 
+@dataclass(frozen=True)
+class ChunkLayout:
+    """Every k-step chunk of a window in one pass (``all_chunks``; beyond the paper, chapter 7).
+
+    aligned      the streams twice along the sequence (length 2L): a *context* copy whose positions carry
+                 their input, then a *chunk* copy whose positions carry none
+    input_keep   Bool ``[2L]``: True on the context copy
+    positions    Long ``[2L]``: the rotary position of each entry (j in both copies)
+    attention    Bool ``[2L, 2L]``: True where row i may attend to column j
+    starts       Long ``[L]``: the prefix (chunk start) of each position
+    """
+
+    aligned: Aligned
+    input_keep: torch.Tensor
+    positions: torch.Tensor
+    attention: torch.Tensor
+    starts: torch.Tensor
+
+
+def chunk_starts(length: int, k: int, phase: int = 0) -> torch.Tensor:
+    """The prefix of the chunk holding each of ``length`` positions, for chunks that begin at 0 and at
+    ``phase + m k`` (``phase`` in 0..k-1; with phase > 0 the first chunk is the short one before it)."""
+    if k < 1:
+        raise AlignmentError(f"k must be >= 1, got {k}")
+    if not 0 <= phase < k:
+        raise AlignmentError(f"phase must be in 0..{k - 1}, got {phase}")
+    pos = torch.arange(length)
+    start = phase + torch.div(pos - phase, k, rounding_mode="floor") * k
+    return torch.where(pos < phase, torch.zeros_like(pos), start)
+
+
+def all_chunks(aligned: Aligned, k: int, phase: int = 0) -> ChunkLayout:
+    """The layout that trains every chunk of a window at once, each exactly as ``chunk_masks`` would.
+
+    ``chunk_masks`` trains one chunk per pass: k of the window's L positions carry a loss. Here the
+    streams are laid out twice. Row j of the context copy attends to context positions ``<= j`` (a causal
+    pass with every input, as at k = 1). Row j of the chunk copy, in the chunk that starts at s, attends to
+    context positions ``<= s`` (the prefix, with its input) and to chunk-copy positions ``s+1 .. j`` (the
+    chunk so far, without input). The loss is read at the context row of every chunk start (the position
+    that still has its input) and at the chunk row of every other position, so each target's logits equal
+    those of ``chunk_masks(aligned, s, k)`` (``tests/test_visibility.py`` checks it), at L targets per pass
+    instead of k, for a pass over 2L positions.
+    """
+    length = aligned.length
+    device = aligned.loss_mask.device
+    starts = chunk_starts(length, k, phase).to(device)
+    pos = torch.arange(length, device=device)
+    causal = pos[None, :] <= pos[:, None]
+    context_rows = torch.cat([causal, torch.zeros_like(causal)], dim=1)
+    chunk_rows = torch.cat([pos[None, :] <= starts[:, None], (pos[None, :] > starts[:, None]) & causal], dim=1)
+    is_start = starts == pos
+
+    def twice(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x], dim=-1)
+
+    doubled = Aligned(
+        input_codes=twice(aligned.input_codes), input_pad_mask=twice(aligned.input_pad_mask),
+        output_tokens=twice(aligned.output_tokens), targets=twice(aligned.targets),
+        loss_mask=torch.cat([aligned.loss_mask & is_start, aligned.loss_mask & ~is_start], dim=-1),
+        target_frames=twice(aligned.target_frames), tf=aligned.tf,
+        input_features=None if aligned.input_features is None else twice(aligned.input_features),
+    )
+    keep = torch.cat([torch.ones(length, dtype=torch.bool, device=device),
+                      torch.zeros(length, dtype=torch.bool, device=device)])
+    return ChunkLayout(aligned=doubled, input_keep=keep, positions=twice(pos),
+                       attention=torch.cat([context_rows, chunk_rows], dim=0), starts=starts)
+
+
 def _bos_column(category: int | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
     if isinstance(category, torch.Tensor):
         if category.dim() == 0:
@@ -251,7 +319,10 @@ __all__ = [
     "Aligned",
     "align",
     "align_offline_prefix",
+    "all_chunks",
+    "ChunkLayout",
     "chunk_masks",
+    "chunk_starts",
     "input_offset",
     "output_offset",
     "last_visible_input",
