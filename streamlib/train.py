@@ -145,7 +145,7 @@ def batch_loss(net: nn.Module, aligned: Aligned, k: int, prefix: int | None,
     ``per_window``: one sum and count per window of the batch; ``dropped`` (bool ``[B]``): windows whose
     input term is zeroed (input dropout). ``net`` is the accompanist or its DDP wrapper."""
     model = getattr(net, "module", net)  # DDP wraps the accompanist
-    reads_present = bool(getattr(getattr(model, "cfg", None), "present_input", False))
+    reads_present = model.cfg.present_input
     if phase is not None:
         if prefix is not None:
             raise ConfigError("give a prefix (one chunk) or a phase (every chunk), not both")

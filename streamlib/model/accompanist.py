@@ -124,8 +124,8 @@ class Accompanist(nn.Module):
             codes, pad = present
             e_p = self.present_proj(self.present_norm(self.codebook_sum(codes))).to(h.dtype)
             h = h + e_p * (~pad)[..., None].to(h.dtype)
-            # where the newest frame has not arrived (inside a k > 1 chunk) the present one has: it stays alone
-            alone = self.in_out_norm(e_p) * (~pad & ~input_pad)[..., None].to(h.dtype)
+            if input_keep is not None:  # where the newest frame has not arrived (a k > 1 chunk) the present one stays
+                alone = self.in_out_norm(e_p) * (~pad & ~input_pad)[..., None].to(h.dtype)
         h = torch.where(input_pad[..., None], self.input_pad.to(h.dtype), h)
         h = self.in_out_norm(h)
         if input_keep is not None:

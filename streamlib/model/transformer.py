@@ -168,25 +168,20 @@ class Transformer(nn.Module):
         n = x.shape[1]
         if attention is not None and tuple(attention.shape) != (n, n):
             raise ConfigError(f"attention must be [{n}, {n}], got {tuple(attention.shape)}")
-        if positions is not None:
-            return self._run(x, None, positions.to(x.device), attention)
         start = 0 if cache is None else cache.next_position
-        positions = torch.arange(start, start + n, device=x.device)
+        if positions is None:
+            positions = torch.arange(start, start + n, device=x.device)
         mask = attention
         if cache is not None and cache.length > 0:
             past = cache.length
             # new position i (absolute start+i) sees every cached entry and new entries <= i
             mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device)
             mask[:, past:] = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        x = self._run(x, cache, positions, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions.to(x.device), cache, i, mask)
         if cache is not None:
             cache.next_position = start + n
             cache.slide()
-        return x
-
-    def _run(self, x: Tensor, cache: KVCache | None, positions: Tensor, mask: Tensor | None) -> Tensor:
-        for i, block in enumerate(self.blocks):
-            x = block(x, positions, cache, i, mask)
         return self.norm(x)
 
 
