@@ -17,7 +17,7 @@ from streamlib.audio import input_notes, load_audio
 from streamlib.checkpoint import save_weights
 from streamlib.cli import main
 from streamlib.codec import CausalCodec
-from streamlib.commands.stream import generator_kwargs, late_explanation, plain_engine
+from streamlib.commands.stream import generator_kwargs, late_explanation
 from streamlib.config import StreamSpec, get_preset
 from streamlib.stream import ChunkRecord, StreamResult, Timing, schedule
 
@@ -72,9 +72,8 @@ def test_guidance_streams_on_either_engine(setup, monkeypatch):
         assert len(sf.read(out / "accompaniment.wav")[0]) == 50 * 320
     args = argparse.Namespace(plain=False, no_compile=False, guidance=3.0)
     assert generator_kwargs(args)["guidance"] == 3.0 and generator_kwargs(args)["fast"] is True
-    assert not plain_engine(args)
     args.plain = True
-    assert generator_kwargs(args) == {"guidance": 3.0} and plain_engine(args)
+    assert generator_kwargs(args) == {"guidance": 3.0}
     args.guidance = 1.0
     assert generator_kwargs(args) is None
     args.plain = False

@@ -1,7 +1,8 @@
 """End-to-end streaming: codec encode + model + codec decode, fast path vs plain vs no cache (chapter 8).
 
 Streams the bundled example clip (tiled to length) through the book-preset accompanist (the shipped
-checkpoint when it exists, else random weights: speed does not depend on the values) and each codec
+checkpoint when it exists, else random weights: speed does not depend on the values) at the guidance scale
+it plays with by default (``default_guidance``: 4 for the shipped models, two passes a step) and each codec
 given (``--codec``, repeatable; default the shipped one), on the simulated clock of
 ``streamlib.stream`` with the command line's default timing (tau_sys = tau_jitter = 20 ms), in one run:
 
@@ -163,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from streamlib.checkpoint import hardware
     from streamlib.config import to_frames
     from streamlib.data.examples import load_example
+    from streamlib.model.accompanist import default_guidance
     from streamlib.stream import Timing, stream
 
     torch.set_num_threads(args.threads)
@@ -172,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     audio = np.sum([clip.stems[s] for s in names[1:]], axis=0)
     cat = clip.categories[names[0]]
     timing = Timing(tau_sys=0.02, tau_jitter=0.02)
-    fast = {"fast": True, "compile": True, "notify": lambda text: print(f"note: {text}", file=sys.stderr)}
+    guided = {"guidance": default_guidance(acc)}  # as ``stream`` and ``demo`` play this model
+    fast = {"fast": True, "compile": True, "notify": lambda text: print(f"note: {text}", file=sys.stderr), **guided}
     load_before = os.getloadavg()
     rows, ratios = [], []
     for codec_name, codec in codecs:
@@ -180,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
         results = {}
         for label, seconds, model, kwargs, compiled in (
                 ("fast", args.seconds, acc, fast, True), ("fast model, eager codec", args.seconds, acc, fast, False),
-                ("plain", args.seconds, acc, None, False),
-                ("no cache", args.baseline_seconds, _NoCache(acc), None, False)):
+                ("plain", args.seconds, acc, guided, False),
+                ("no cache", args.baseline_seconds, _NoCache(acc), guided, False)):
             if seconds <= 0:
                 continue
             stream(model, codec, x[: codec.sample_rate // 2], cat, generator_kwargs=kwargs,
@@ -208,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
                              else ""))
     print(f"machine: {hardware()}; load average before {load_before[0]:.2f} / {load_before[1]:.2f} (1 / 5 min), "
           f"after {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f}")
-    print(f"model: {source}; t_f = {args.tf} frames, k = {args.k} frames; {args.threads} torch thread(s); "
-          f"tau_sys = tau_jitter = 20 ms; the busy core: a child process running `{BURNER}`")
+    print(f"model: {source}; t_f = {args.tf} frames, k = {args.k} frames; guidance {guided['guidance']:g} (the "
+          f"model's default); {args.threads} torch thread(s); tau_sys = tau_jitter = 20 ms; the busy core: a child process running `{BURNER}`")
     print("| codec | mode | streamed s | x real time | chunk p50 ms | chunk p99 ms | late chunks "
           "| encode / generate / decode share |")
     print("|---|---|---|---|---|---|---|---|")

@@ -39,7 +39,7 @@ def _jam(args: argparse.Namespace) -> int:
     from streamlib.audio import input_notes, load_audio
     from streamlib.config import FRAME_RATE
     from streamlib.codec import codec_for, load_codec
-    from streamlib.commands.stream import generator_kwargs, note, plain_engine, print_report
+    from streamlib.commands.stream import generator_kwargs, note, print_report
     from streamlib.live import (ClockPort, LiveError, SoundDevicePort, list_devices, measure_latency, run_session,
                                 save_session)
     from streamlib.model import load_accompanist
@@ -74,7 +74,7 @@ def _jam(args: argparse.Namespace) -> int:
         audio, _ = load_audio(args.input, codec.sample_rate)
         for text in input_notes(args.input, audio, codec.sample_rate):
             note(text)
-    kwargs, compile_codec = generator_kwargs(args), not (plain_engine(args) or args.no_compile)
+    kwargs, compile_codec = generator_kwargs(args), not (args.plain or args.no_compile)
     if said := guidance_note(acc, kwargs):
         note(said)
     probe_audio = audio if audio is not None else np.zeros(2 * codec.sample_rate, dtype=np.float32)

@@ -71,13 +71,8 @@ def stream_kwargs(args: argparse.Namespace) -> dict:
         "prompt_seconds": args.prompt_seconds,
         "progress": not args.quiet,
         "generator_kwargs": generator_kwargs(args),
-        "compile_codec": not (plain_engine(args) or args.no_compile),
+        "compile_codec": not (args.plain or args.no_compile),  # --plain: eager codec streams too
     }
-
-
-def plain_engine(args: argparse.Namespace) -> bool:
-    """The plain engine (``--plain``): chapter 6's ``Generator`` and the codec's eager streams."""
-    return bool(args.plain)
 
 
 def generator_kwargs(args: argparse.Namespace) -> dict | None:
