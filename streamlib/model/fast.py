@@ -224,17 +224,12 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, cache
     vectorised loop each; as matrix products they would be ATen ``bmm`` calls, which for these shapes
     (2 rows) in bf16 took ~40 us each on one core, a quarter of the step (``bench model``, 2026-12-06).
     Eagerly, the matrix products are the faster of the two."""
-    if torch.compiler.is_compiling():
-        past = (q[..., None] * keys[:, None]).sum(-2)
-    else:
-        past = q @ keys
+    fused = torch.compiler.is_compiling()
+    past = (q[..., None] * keys[:, None]).sum(-2) if fused else q @ keys
     past = past.masked_fill(~cached, float("-inf"))  # [kv, g, slots]
     own = (q * k[:, None]).sum(-1, keepdim=True)  # [kv, g, 1]: the position itself
     probs = torch.cat([past, own], dim=-1).softmax(-1)
-    if torch.compiler.is_compiling():
-        mixed = (probs[..., :-1, None] * values[:, None]).sum(-2)
-    else:
-        mixed = probs[..., :-1] @ values
+    mixed = (probs[..., :-1, None] * values[:, None]).sum(-2) if fused else probs[..., :-1] @ values
     return mixed + probs[..., -1:] * v[:, None]
 
 
