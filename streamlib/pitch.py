@@ -34,6 +34,7 @@ import numpy as np
 FRAME_RATE = 50
 FMIN_HZ, FMAX_HZ = 55.0, 2000.0
 SEMITONE_BINS = 84  # C1 (MIDI 24) to B7: the semitone spectrum of the codec's pitch terms
+SEMITONE_LOWEST = 24  # MIDI note of the first semitone bin (C1)
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _ALIASES = {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "E#": 5, "Fb": 4, "B#": 0}
 # Chord qualities (Harte / mir_eval names) as intervals above the root.
@@ -146,7 +147,8 @@ def chord_frames(chords: list, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     return roots, tones
 
 
-def semitone_filterbank(sample_rate: int, n_fft: int, lowest_midi: int = 24, n_bins: int = SEMITONE_BINS) -> np.ndarray:
+def semitone_filterbank(sample_rate: int, n_fft: int, lowest_midi: int = SEMITONE_LOWEST,
+                        n_bins: int = SEMITONE_BINS) -> np.ndarray:
     """Triangular filters ``[n_bins, n_fft // 2 + 1]``, one per semitone from ``lowest_midi`` (C1),
     each rising from the semitone below to its centre and falling to the semitone above."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
@@ -165,6 +167,6 @@ def cents_off(audio, midi_note: int, sample_rate: int) -> float:
     return float((cents + 600.0) % 1200.0 - 600.0)
 
 
-__all__ = ["FRAME_RATE", "PITCH_NAMES", "QUALITIES", "SEMITONE_BINS", "cents_off", "chord_frames", "chroma", "chroma_similarity",
+__all__ = ["FRAME_RATE", "PITCH_NAMES", "QUALITIES", "SEMITONE_BINS", "SEMITONE_LOWEST", "cents_off", "chord_frames", "chroma", "chroma_similarity",
            "dominant_class_agreement", "midi_pitch_classes", "n_fft_for", "parse_chord", "pitch_class_share",
            "semitone_filterbank"]

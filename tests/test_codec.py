@@ -291,18 +291,28 @@ def _tiny_dataset(root, seconds: float = 2.0, tracks: int = 2, sr: int = 16_000)
         sf.write(str(d / "mix.flac"), np.sum(stems, axis=0) / 2, sr, subtype="PCM_16")
 
 
+def _straight_and_resumed(codec_cfg, cfg, tmp_path, **kwargs):
+    """A run of ``cfg.steps`` straight through, and one stopped at step 2 and resumed; asserts their weights
+    are equal bit for bit and returns the straight run."""
+    from streamlib.codec.train import train_codec
+
+    data = tmp_path / "data"
+    straight = train_codec(codec_cfg, cfg, data, tmp_path / "a", progress=False, **kwargs)
+    train_codec(codec_cfg, dataclasses.replace(cfg, steps=2), data, tmp_path / "b", progress=False, **kwargs)
+    resumed = train_codec(codec_cfg, cfg, data, tmp_path / "b", progress=False, **kwargs)
+    assert resumed.step == straight.step == cfg.steps
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    return straight
+
+
 def test_training_resumes_exactly(tmp_path):
     from streamlib.codec.train import CodecTrainConfig, train_codec
 
     _tiny_dataset(tmp_path / "data")
     cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.1, warmup_steps=2, bf16=False, log_every=1,
                            save_every_seconds=1e9)
-    straight = train_codec(CFG, cfg, tmp_path / "data", tmp_path / "a", progress=False)
-    train_codec(CFG, dataclasses.replace(cfg, steps=2), tmp_path / "data", tmp_path / "b", progress=False)
-    resumed = train_codec(CFG, cfg, tmp_path / "data", tmp_path / "b", progress=False)
-    assert resumed.step == straight.step == 4
-    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), k
+    straight = _straight_and_resumed(CFG, cfg, tmp_path)
     log = (tmp_path / "a" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,") and len(log) == 5
     assert np.isfinite(straight.last["mel"]) and straight.last["mel"] > 0
@@ -361,14 +371,67 @@ def test_spectral_training_with_pitch_terms_resumes_exactly(tmp_path):
     cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.2, warmup_steps=2, bf16=False, log_every=1,
                            save_every_seconds=1e9, semitone_weight=5.0, pitch_head_weight=1.0,
                            code_restart=True)
-    straight = train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "a", progress=False)
-    train_codec(SPECTRAL, dataclasses.replace(cfg, steps=2), tmp_path / "data", tmp_path / "b", progress=False)
-    resumed = train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "b", progress=False)
-    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
-        assert torch.equal(a, b), k
+    straight = _straight_and_resumed(SPECTRAL, cfg, tmp_path)
     assert np.isfinite(straight.last["semitone"]) and straight.last["pitch_head"] > 0
     with pytest.raises(ConfigError, match="pitch head"):
         train_codec(dataclasses.replace(SPECTRAL, pitch_bins=0), cfg, tmp_path / "data", tmp_path / "c", progress=False)
+
+
+def _with_midi(root, notes: dict[int, int], sr: int = 16_000):
+    """MIDI next to ``_tiny_dataset``'s audio: stem k plays MIDI note ``notes[k]`` from 0.5 s to 1.0 s; the mix's
+    ``all_src.mid`` holds them all, and a drum track that must not count."""
+    import pretty_midi
+
+    for track in sorted((root / "train").glob("Track*")):
+        (track / "MIDI").mkdir()
+        everything = pretty_midi.PrettyMIDI()
+        for k, pitch in notes.items():
+            stem = pretty_midi.PrettyMIDI()
+            inst = pretty_midi.Instrument(program=33)
+            inst.notes.append(pretty_midi.Note(velocity=100, pitch=pitch, start=0.5, end=1.0))
+            stem.instruments.append(inst)
+            stem.write(str(track / "MIDI" / f"S{k:02d}.mid"))
+            everything.instruments.append(inst)
+        drums = pretty_midi.Instrument(program=0, is_drum=True)
+        drums.notes.append(pretty_midi.Note(velocity=100, pitch=60, start=0.0, end=2.0))
+        everything.instruments.append(drums)
+        everything.write(str(track / "all_src.mid"))
+
+
+def test_midi_note_targets_align_with_the_codec_frames(tmp_path):
+    """``MidiRolls.frames``: a note from 0.5 s to 1.0 s is a target at exactly the 20 ms frames whose last
+    sample falls inside it, at its semitone bin; drums and other stems are not."""
+    from streamlib.codec.train import MidiRolls
+
+    _tiny_dataset(tmp_path / "data")
+    _with_midi(tmp_path / "data", {0: 45, 1: 57})  # A2 and A3
+    track = tmp_path / "data" / "train" / "Track00001"
+    rolls = MidiRolls(16_000)
+    stem = rolls.frames(track / "stems" / "S00.flac", start=8_000, hop=320, n_frames=50)  # 0.5 s to 1.5 s
+    assert stem.shape == (84, 50)
+    assert np.flatnonzero(stem.any(axis=1)).tolist() == [45 - 24]
+    assert np.flatnonzero(stem[45 - 24]).tolist() == list(range(25))  # frame f ends at 0.5 + (f + 1) / 50 - 1 / sr
+    mix = rolls.frames(track / "mix.flac", start=0, hop=320, n_frames=100)
+    assert np.flatnonzero(mix.any(axis=1)).tolist() == [45 - 24, 57 - 24]  # no drum note (MIDI 60) among them
+    assert mix[:, :25].sum() == 0 and mix[45 - 24, 25:50].all() and mix[:, 50:].sum() == 0
+
+
+def test_training_with_midi_note_targets_runs_and_resumes(tmp_path):
+    """``pitch_target='midi'``: the pitch head learns the set's notes; finite, logged, bit-exact resume; a set
+    without MIDI is refused with the file it misses."""
+    from streamlib.codec.train import CodecTrainConfig, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.2, warmup_steps=2, bf16=False, log_every=1,
+                           save_every_seconds=1e9, pitch_head_weight=1.0, pitch_target="midi")
+    with pytest.raises(FileNotFoundError, match="MIDI"):
+        train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "x", progress=False)
+    _with_midi(tmp_path / "data", {0: 45, 1: 57})
+    straight = _straight_and_resumed(SPECTRAL, cfg, tmp_path)
+    assert np.isfinite(straight.last["pitch_head"]) and straight.last["pitch_head"] > 0
+    with pytest.raises(ConfigError, match="pitch_target"):
+        train_codec(SPECTRAL, dataclasses.replace(cfg, pitch_target="chords"), tmp_path / "data", tmp_path / "c",
+                    progress=False)
 
 
 def test_the_phase_term_trains_and_an_older_log_keeps_its_columns(tmp_path):
@@ -433,13 +496,8 @@ def test_decoder_only_training_keeps_the_codes_and_names_them(tmp_path):
                            save_every_seconds=1e9, semitone_weight=5.0, code_restart=True, decoder_only=True)
     with pytest.raises(ConfigError, match="init_from"):
         train_codec(child_cfg, cfg, tmp_path / "data", tmp_path / "x", progress=False)
-    straight = train_codec(child_cfg, cfg, tmp_path / "data", tmp_path / "a", progress=False, init_from=parent_path)
-    train_codec(child_cfg, dataclasses.replace(cfg, steps=2), tmp_path / "data", tmp_path / "b", progress=False,
-                init_from=parent_path)
-    resumed = train_codec(child_cfg, cfg, tmp_path / "data", tmp_path / "b", progress=False, init_from=parent_path)
+    straight = _straight_and_resumed(child_cfg, cfg, tmp_path, init_from=parent_path)
     child = straight.model.state_dict()
-    for k, v in resumed.model.state_dict().items():
-        assert torch.equal(child[k], v), k
     for k, v in parent.state_dict().items():  # the code path is untouched, the decoder learnt
         frozen = k.split(".")[0] in TOKENIZER_PARTS
         assert torch.equal(child[k], v) == frozen or (not frozen and child[k].shape != v.shape), k

@@ -15,7 +15,9 @@ Two pitch terms, off by default and chosen by the experiments in ``docs/codec_ex
 reconstruction and original: mel bands are an octave-blind few at low frequencies, this is one band
 per note) and ``pitch_head_weight`` (the codec's head on the *first RVQ level alone* predicts the
 frame's semitone spectrum, so the first level carries the notes, as Mimi distils semantics into
-its first codebook).
+its first codebook). With ``pitch_target="midi"`` the head predicts the notes of the set's MIDI
+instead (``MidiRolls``: which semitones sound at each frame's end), which a spectrum smears over
+partials and, for the bass, over neighbouring semitones.
 
 Every excerpt has the same length (each new input shape costs seconds of re-setup on a CPU).
 The excerpt of step ``s`` is drawn from ``numpy.random.default_rng([seed, s])``, so a resumed run
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from streamlib.checkpoint import (
@@ -45,7 +48,7 @@ from streamlib.checkpoint import (
 )
 from streamlib.codec.model import RVQCodec, build_codec_model, dac_weight_norm_quiet
 from streamlib.config import CodecConfig, ConfigError, bf16_supported, get_device, seed_everything
-from streamlib.pitch import SEMITONE_BINS
+from streamlib.pitch import SEMITONE_BINS, SEMITONE_LOWEST
 from streamlib.stopping import StopRequest
 
 
@@ -74,7 +77,10 @@ class CodecTrainConfig:
     adversarial_weight: float = 1.0
     code_restart: bool = False  # give codes that fell out of use a current encoder output (see CodeRestarter)
     semitone_weight: float = 0.0  # L1 of log semitone spectra (reconstruction vs original)
-    pitch_head_weight: float = 0.0  # cross entropy of the first-level pitch head (needs cfg.pitch_bins)
+    pitch_head_weight: float = 0.0  # loss of the first-level pitch head (needs cfg.pitch_bins)
+    # what the pitch head predicts: "audio", the excerpt's normalised semitone spectrum (cross entropy), or
+    # "midi", the notes sounding in the set's MIDI at each frame's end (C1-B7, binary cross entropy per semitone)
+    pitch_target: str = "audio"
     phase_weight: float = 0.0  # PhaseAdvanceLoss: the low partials' frequencies within their bins (the bass)
     mix_fraction: float = 0.5  # share of excerpts taken from mixes (the rest from stems)
     # train the decoder alone: encoder, quantiser and pitch head frozen, so the codes stay those of the
@@ -114,13 +120,15 @@ class ExcerptSampler:
         self.n = excerpt_samples
         self.mix_fraction = mix_fraction
         self.min_rms = 10 ** (min_rms_db / 20)
+        self.rolls: MidiRolls | None = None  # made at the first batch that asks for notes
 
     def _length(self, path: Path) -> int:
         if path not in self._frames:
             self._frames[path] = sf.info(str(path)).frames
         return self._frames[path]
 
-    def excerpt(self, rng: np.random.Generator) -> np.ndarray:
+    def excerpt(self, rng: np.random.Generator) -> tuple[np.ndarray, Path, int]:
+        """An excerpt, the file it comes from and its first sample."""
         for _ in range(20):
             files = self.mixes if rng.random() < self.mix_fraction else self.stems
             path = files[int(rng.integers(len(files)))]
@@ -131,13 +139,71 @@ class ExcerptSampler:
             x, _ = sf.read(str(path), start=start, frames=self.n, dtype="float32", always_2d=True)
             x = x.mean(axis=1)
             if np.sqrt(np.mean(x**2)) >= self.min_rms:
-                return x
-        return x  # twenty quiet draws in a row: keep the last one rather than loop forever
+                return x, path, start
+        return x, path, start  # twenty quiet draws in a row: keep the last one rather than loop forever
 
-    def batch(self, seed: int, step: int, batch_size: int) -> Tensor:
-        """The batch of ``step``: a pure function of (seed, step)."""
+    def batch(self, seed: int, step: int, batch_size: int, hop: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """The batch of ``step`` ``[B, 1, N]``: a pure function of (seed, step). With ``hop``, also the notes
+        of each excerpt's MIDI at the end of each ``hop``-sample frame, ``[B, 84, N / hop]`` (``MidiRolls``)."""
         rng = np.random.default_rng([seed, step])
-        return torch.from_numpy(np.stack([self.excerpt(rng) for _ in range(batch_size)]))[:, None, :]
+        drawn = [self.excerpt(rng) for _ in range(batch_size)]
+        audio = torch.from_numpy(np.stack([x for x, _, _ in drawn]))[:, None, :]
+        if hop is None:
+            return audio
+        if self.rolls is None:
+            self.rolls = MidiRolls(self.sample_rate)
+        frames = self.n // hop
+        return audio, torch.from_numpy(np.stack([self.rolls.frames(path, start, hop, frames)
+                                                 for _, path, start in drawn]))
+
+
+class MidiRolls:
+    """The notes of a Slakh-layout track's MIDI, per audio file: ``mix.flac`` reads ``all_src.mid``,
+    ``stems/SNN.flac`` reads ``MIDI/SNN.mid``; drum instruments have no pitch and are left out. Each file's
+    piano roll (C1-B7, one row per semitone) is read once (pretty_midi) at 1 ms resolution and kept."""
+
+    RESOLUTION = 1000  # roll columns per second
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self._rolls: dict[Path, np.ndarray] = {}
+
+    @staticmethod
+    def midi_of(audio: Path) -> Path:
+        if audio.name == "mix.flac":
+            return audio.parent / "all_src.mid"
+        return audio.parent.parent / "MIDI" / f"{audio.stem}.mid"
+
+    def roll(self, audio: Path) -> np.ndarray:
+        """``[84, columns]`` bool: semitone ``24 + row`` sounds during the column's millisecond."""
+        if audio not in self._rolls:
+            import pretty_midi
+
+            midi = self.midi_of(audio)
+            if not midi.exists():
+                raise FileNotFoundError(f"{midi}: pitch_target='midi' needs the MIDI of {audio}")
+            pm = pretty_midi.PrettyMIDI(str(midi))
+            roll = np.zeros((SEMITONE_BINS, int(pm.get_end_time() * self.RESOLUTION) + 1), dtype=bool)
+            for inst in pm.instruments:
+                if inst.is_drum:
+                    continue
+                for note in inst.notes:
+                    row = note.pitch - SEMITONE_LOWEST
+                    if 0 <= row < SEMITONE_BINS:
+                        roll[row, int(note.start * self.RESOLUTION): int(note.end * self.RESOLUTION)] = True
+            self._rolls[audio] = roll
+        return self._rolls[audio]
+
+    def frames(self, audio: Path, start: int, hop: int, n_frames: int) -> np.ndarray:
+        """``[84, n_frames]`` float: the notes sounding at the last sample of each frame of the excerpt of
+        ``audio`` from sample ``start`` (where the causal codec's frame has heard it all)."""
+        roll = self.roll(audio)
+        ends = (start + (np.arange(n_frames) + 1) * hop - 1) / self.sample_rate
+        cols = (ends * self.RESOLUTION).astype(np.int64)
+        out = np.zeros((SEMITONE_BINS, n_frames), dtype=np.float32)
+        inside = cols < roll.shape[1]
+        out[:, inside] = roll[:, cols[inside]]
+        return out
 
 
 # ----------------------------------------------------------------------------- losses
@@ -188,12 +254,17 @@ class SemitoneSpectrum(torch.nn.Module):
 
 
 def pitch_losses(spectrum: SemitoneSpectrum, estimate: Tensor, reference: Tensor,
-                 logits: Tensor | None) -> dict[str, Tensor]:
+                 logits: Tensor | None, notes: Tensor | None = None) -> dict[str, Tensor]:
     """``semitone``: L1 of log semitone power; ``pitch_head``: cross entropy of the level-0 head
-    against the reference's normalised semitone spectrum, on frames within 50 dB of the loudest."""
+    against the reference's normalised semitone spectrum, on frames within 50 dB of the loudest, or, given
+    ``notes [B, 84, T]`` (``MidiRolls``), binary cross entropy against them, summed over the semitones and
+    averaged over frames (silent frames included: no note is a target too)."""
     ref = spectrum(reference)
     out = {"semitone": (torch.log10(spectrum(estimate) + 1e-6) - torch.log10(ref + 1e-6)).abs().mean()}
-    if logits is not None:
+    if logits is not None and notes is not None:
+        bce = F.binary_cross_entropy_with_logits(logits.float(), notes.to(logits.device), reduction="none")
+        out["pitch_head"] = bce.sum(dim=1).mean()
+    elif logits is not None:
         energy = ref.sum(dim=1)  # [B, T]
         keep = energy > energy.amax(dim=-1, keepdim=True) * 1e-5
         target = ref / energy.clamp_min(1e-12)[:, None]
@@ -336,6 +407,9 @@ def train_codec(
     if cfg.pitch_head_weight > 0 and codec_cfg.pitch_bins != SEMITONE_BINS:
         raise ConfigError(f"pitch_head_weight > 0 needs a codec with a pitch head of pitch_bins={SEMITONE_BINS} "
                           f"(one per semitone, C1-B7), got {codec_cfg.pitch_bins}")
+    if cfg.pitch_target not in ("audio", "midi"):
+        raise ConfigError(f"pitch_target={cfg.pitch_target!r}: choose 'audio' or 'midi'")
+    midi_notes = cfg.pitch_target == "midi" and cfg.pitch_head_weight > 0 and not cfg.decoder_only
     if cfg.decoder_only and init_from is None and not (out_dir and (Path(out_dir) / "train_state.pt").exists()):
         raise ConfigError("decoder_only trains the decoder of an existing codec: give init_from (codec train --init-from)")
     model = build_codec_model(codec_cfg).to(dev)
@@ -428,7 +502,12 @@ def train_codec(
                 bar.write(f"stopped by signal {stopper.signal} after step {step}; run again to resume")
                 break
             t0 = time.perf_counter()
-            x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
+            notes = None
+            if midi_notes:
+                x, notes = sampler.batch(cfg.seed, step, cfg.batch_size, hop=codec_cfg.hop)
+                x, notes = x.to(dev), notes.to(dev)
+            else:
+                x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
             with torch.autocast(**autocast):
                 out = decode_frozen_codes(model, x) if cfg.decoder_only else model(x)
             y, commitment, codebook = out["audio"].float(), out["vq/commitment_loss"], out["vq/codebook_loss"]
@@ -439,7 +518,8 @@ def train_codec(
             if not cfg.decoder_only:
                 total = total + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
             if cfg.semitone_weight > 0 or cfg.pitch_head_weight > 0:
-                terms.update(pitch_losses(spectrum, y, x, None if cfg.decoder_only else out.get("pitch_logits")))
+                terms.update(pitch_losses(spectrum, y, x, None if cfg.decoder_only else out.get("pitch_logits"),
+                                          notes))
                 total = total + cfg.semitone_weight * terms["semitone"]
                 if "pitch_head" in terms:
                     total = total + cfg.pitch_head_weight * terms["pitch_head"]
@@ -540,6 +620,6 @@ def model_from_state(state_path: str | Path) -> tuple[RVQCodec, dict]:
     return model, meta
 
 
-__all__ = ["CodecTrainConfig", "CodeRestarter", "PhaseAdvanceLoss", "default_train_config", "ExcerptSampler", "CodecLosses", "SemitoneSpectrum",
+__all__ = ["CodecTrainConfig", "CodeRestarter", "PhaseAdvanceLoss", "default_train_config", "ExcerptSampler", "MidiRolls", "CodecLosses", "SemitoneSpectrum",
            "decode_frozen_codes", "freeze_tokenizer", "init_weights", "lr_factor", "model_from_state", "pitch_losses",
            "TOKENIZER_PARTS", "tokenizer_modules", "train_codec", "TrainResult"]
