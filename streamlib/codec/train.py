@@ -160,13 +160,11 @@ class ExcerptSampler:
 class MidiRolls:
     """The notes of a Slakh-layout track's MIDI, per audio file: ``mix.flac`` reads ``all_src.mid``,
     ``stems/SNN.flac`` reads ``MIDI/SNN.mid``; drum instruments have no pitch and are left out. Each file's
-    piano roll (C1-B7, one row per semitone) is read once (pretty_midi) at 1 ms resolution and kept."""
-
-    RESOLUTION = 1000  # roll columns per second
+    notes (semitone row, start and end in seconds) are read once (pretty_midi) and kept: a few kB a file."""
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate
-        self._rolls: dict[Path, np.ndarray] = {}
+        self._notes: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @staticmethod
     def midi_of(audio: Path) -> Path:
@@ -174,35 +172,30 @@ class MidiRolls:
             return audio.parent / "all_src.mid"
         return audio.parent.parent / "MIDI" / f"{audio.stem}.mid"
 
-    def roll(self, audio: Path) -> np.ndarray:
-        """``[84, columns]`` bool: semitone ``24 + row`` sounds during the column's millisecond."""
-        if audio not in self._rolls:
+    def notes(self, audio: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows (semitone ``SEMITONE_LOWEST + row``, C1-B7 only), starts and ends (s) of ``audio``'s notes."""
+        if audio not in self._notes:
             import pretty_midi
 
             midi = self.midi_of(audio)
             if not midi.exists():
                 raise FileNotFoundError(f"{midi}: pitch_target='midi' needs the MIDI of {audio}")
-            pm = pretty_midi.PrettyMIDI(str(midi))
-            roll = np.zeros((SEMITONE_BINS, int(pm.get_end_time() * self.RESOLUTION) + 1), dtype=bool)
-            for inst in pm.instruments:
-                if inst.is_drum:
-                    continue
-                for note in inst.notes:
-                    row = note.pitch - SEMITONE_LOWEST
-                    if 0 <= row < SEMITONE_BINS:
-                        roll[row, int(note.start * self.RESOLUTION): int(note.end * self.RESOLUTION)] = True
-            self._rolls[audio] = roll
-        return self._rolls[audio]
+            pitched = [inst for inst in pretty_midi.PrettyMIDI(str(midi)).instruments if not inst.is_drum]
+            notes = [(n.pitch - SEMITONE_LOWEST, n.start, n.end) for inst in pitched for n in inst.notes
+                     if 0 <= n.pitch - SEMITONE_LOWEST < SEMITONE_BINS]
+            rows, starts, ends = zip(*notes) if notes else ((), (), ())
+            self._notes[audio] = (np.array(rows, dtype=np.int64), np.array(starts), np.array(ends))
+        return self._notes[audio]
 
     def frames(self, audio: Path, start: int, hop: int, n_frames: int) -> np.ndarray:
-        """``[84, n_frames]`` float: the notes sounding at the last sample of each frame of the excerpt of
+        """``[84, n_frames]`` float: 1 where a note sounds at the last sample of a frame of the excerpt of
         ``audio`` from sample ``start`` (where the causal codec's frame has heard it all)."""
-        roll = self.roll(audio)
-        ends = (start + (np.arange(n_frames) + 1) * hop - 1) / self.sample_rate
-        cols = (ends * self.RESOLUTION).astype(np.int64)
+        rows, starts, ends = self.notes(audio)
+        times = (start + (np.arange(n_frames) + 1) * hop - 1) / self.sample_rate
+        sounding = (starts[:, None] <= times[None]) & (times[None] < ends[:, None])  # [notes, frames]
         out = np.zeros((SEMITONE_BINS, n_frames), dtype=np.float32)
-        inside = cols < roll.shape[1]
-        out[:, inside] = roll[:, cols[inside]]
+        note, frame = np.nonzero(sounding)
+        out[rows[note], frame] = 1.0
         return out
 
 
