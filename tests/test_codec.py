@@ -542,3 +542,25 @@ def test_a_state_saved_before_a_config_field_existed_resumes(tmp_path):
     with pytest.raises(ConfigError, match="another codec config"):
         train_codec(dataclasses.replace(SPECTRAL, decoder_overlap=4), dataclasses.replace(cfg, steps=4),
                     tmp_path / "data", tmp_path / "a", progress=False)
+
+
+@pytest.mark.parametrize("fraction, dead", [(0.1, [3]), (0.3, [2, 3])])
+def test_code_restarts_revive_the_codes_used_below_their_fraction_of_a_uniform_share(fraction, dead):
+    """Four codes used 70 / 25 / 5 / 0 % of the time (a uniform share: 25 %): ``restart_fraction`` 0.1 revives
+    only the unused one, 0.3 also the one at 5 %; a revived code takes a current encoder output."""
+    from types import SimpleNamespace
+
+    from streamlib.codec.train import CodeRestarter
+
+    torch.manual_seed(0)
+    codebook = torch.nn.Embedding(4, 2)
+    before = codebook.weight.detach().clone()
+    quantizer = SimpleNamespace(quantizers=[SimpleNamespace(codebook=codebook)])
+    codes = torch.tensor([0] * 14 + [1] * 5 + [2])[None, None]  # [batch, levels, frames]: 70 / 25 / 5 / 0 %
+    latents = torch.full((1, 2, 20), 7.0)  # every current frame's projected input
+    restarter = CodeRestarter(1, 4, fraction=fraction, every=100)
+    for step in range(1, 100):
+        assert restarter.update(quantizer, codes, latents, step) == 0
+    assert restarter.update(quantizer, codes, latents, 100) == len(dead)
+    revived = [i for i in range(4) if not torch.equal(codebook.weight[i], before[i])]
+    assert revived == dead and bool((codebook.weight[dead] == 7.0).all())

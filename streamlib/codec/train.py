@@ -76,6 +76,7 @@ class CodecTrainConfig:
     feature_weight: float = 2.0
     adversarial_weight: float = 1.0
     code_restart: bool = False  # give codes that fell out of use a current encoder output (see CodeRestarter)
+    restart_fraction: float = 0.1  # a code is dead below this fraction of a uniform share of use
     semitone_weight: float = 0.0  # L1 of log semitone spectra (reconstruction vs original)
     pitch_head_weight: float = 0.0  # loss of the first-level pitch head (needs cfg.pitch_bins)
     # what the pitch head predicts: "audio", the excerpt's normalised semitone spectrum (cross entropy), or
@@ -426,7 +427,7 @@ def train_codec(
     losses = CodecLosses(codec_cfg.sample_rate).to(dev)
     spectrum = SemitoneSpectrum(codec_cfg.sample_rate, codec_cfg.hop).to(dev)
     phase_loss = PhaseAdvanceLoss(codec_cfg.sample_rate).to(dev) if cfg.phase_weight > 0 else None
-    restarter = (CodeRestarter(codec_cfg.n_codebooks, codec_cfg.codebook_size)
+    restarter = (CodeRestarter(codec_cfg.n_codebooks, codec_cfg.codebook_size, fraction=cfg.restart_fraction)
                  if cfg.code_restart and not cfg.decoder_only else None)
     sampler = ExcerptSampler(data_root, "train", codec_cfg.sample_rate,
                              int(round(cfg.excerpt_seconds * codec_cfg.sample_rate / codec_cfg.hop)) * codec_cfg.hop,
