@@ -1,7 +1,8 @@
 """Are the notes in a codec's tokens but hidden from a linear probe? (docs/codec_experiments.md, "The notes
 from the MIDI"). Prints the bass-note and chord-root probes of ``streamlib.codec.pitch_eval`` on the held-out
 set with other features of the same codes: the codebook vectors, one-hot codes, and an MLP in place of the
-logistic regression (also on the audio, the reference).
+logistic regression (also on the audio, the reference). Then the first level's perplexity (the card's measure,
+over every excerpt) split by mixes and stems, with the share of its most used code and without it.
 
     python docs/scripts/codec_probe_diagnostics.py [CODEC.safetensors] [--data data/synth-heldout]
 """
@@ -31,6 +32,12 @@ def mlp_probe(train_x, train_y, test_x, test_y, auc=False) -> float:
     model = make_pipeline(StandardScaler(), MLPClassifier((256,), alpha=1e-2, max_iter=300, random_state=0))
     model.fit(np.concatenate(train_x), np.concatenate(train_y))
     return float((model.predict(np.concatenate(test_x)) == np.concatenate(test_y)).mean())
+
+
+def perplexity(codes: np.ndarray, size: int) -> float:
+    p = np.bincount(codes, minlength=size) / len(codes)
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def main() -> None:
@@ -74,6 +81,12 @@ def main() -> None:
         print(f"MLP on the audio's chroma + log-mel: bass note {pe._probe_task(basses, audio, bass_note, sounding):.3f}")
     finally:
         pe.probe = linear
+    for kind, group in (("every excerpt", excerpts), ("mixes", mixes),
+                        ("stems", [e for e in excerpts if e.kind != "mix"])):
+        codes = torch.cat([e.codes[0] for e in group]).numpy()
+        top = np.bincount(codes, minlength=codec.codebook_size).argmax()
+        print(f"level-1 perplexity, {kind}: {perplexity(codes, codec.codebook_size):.0f}; its most used code "
+              f"{np.mean(codes == top):.1%} of frames; without it {perplexity(codes[codes != top], codec.codebook_size):.0f}")
 
 
 if __name__ == "__main__":
