@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="streamed seconds without the cache (default 1; it is much slower; 0 skips it)")
     p.add_argument("--busy-seconds", type=number(minimum=0), default=60.0,
                    help="streamed seconds on the fast path with a second core kept busy (default 60; 0 skips)")
-    p.add_argument("--tf", type=int, default=-10, help="t_f in frames (default -10 = -0.2 s)")
+    p.add_argument("--tf", type=int, default=-50, help="t_f in frames (default -50 = -1 s, a shipped model)")
     p.add_argument("--k", type=int, default=1, help="k in frames (default 1 = 0.02 s, a shipped model)")
     p.add_argument("--threads", type=number(int, minimum=1), default=1, help="torch threads (default 1)")
     p.add_argument("--checkpoint", default=None, help="accompanist checkpoint (default: shipped book_tf<tf>_k<k>)")
