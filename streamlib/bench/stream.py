@@ -212,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {hardware()}; load average before {load_before[0]:.2f} / {load_before[1]:.2f} (1 / 5 min), "
           f"after {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f}")
     print(f"model: {source}; t_f = {args.tf} frames, k = {args.k} frames; guidance {guided['guidance']:g} (the "
-          f"model's default); {args.threads} torch thread(s); tau_sys = tau_jitter = 20 ms; the busy core: a child process running `{BURNER}`")
+          f"model's default); {args.threads} torch thread(s); tau_sys = tau_jitter = 20 ms; "
+          f"the busy core: a child process running `{BURNER}`")
     print("| codec | mode | streamed s | x real time | chunk p50 ms | chunk p99 ms | late chunks "
           "| encode / generate / decode share |")
     print("|---|---|---|---|---|---|---|---|")

@@ -143,19 +143,26 @@ class ExcerptSampler:
                 return x, path, start
         return x, path, start  # twenty quiet draws in a row: keep the last one rather than loop forever
 
-    def batch(self, seed: int, step: int, batch_size: int, hop: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
-        """The batch of ``step`` ``[B, 1, N]``: a pure function of (seed, step). With ``hop``, also the notes
-        of each excerpt's MIDI at the end of each ``hop``-sample frame, ``[B, 84, N / hop]`` (``MidiRolls``)."""
-        rng = np.random.default_rng([seed, step])
-        drawn = [self.excerpt(rng) for _ in range(batch_size)]
-        audio = torch.from_numpy(np.stack([x for x, _, _ in drawn]))[:, None, :]
-        if hop is None:
-            return audio
+    def batch(self, seed: int, step: int, batch_size: int) -> Tensor:
+        """The batch of ``step`` ``[B, 1, N]``: a pure function of (seed, step)."""
+        return self._audio(self._draw(seed, step, batch_size))
+
+    def batch_with_notes(self, seed: int, step: int, batch_size: int, hop: int) -> tuple[Tensor, Tensor]:
+        """``batch`` and the notes of each excerpt's MIDI at the end of each ``hop``-sample frame,
+        ``[B, 84, N / hop]`` (``MidiRolls``)."""
+        drawn = self._draw(seed, step, batch_size)
         if self.rolls is None:
             self.rolls = MidiRolls(self.sample_rate)
-        frames = self.n // hop
-        return audio, torch.from_numpy(np.stack([self.rolls.frames(path, start, hop, frames)
-                                                 for _, path, start in drawn]))
+        notes = np.stack([self.rolls.frames(path, start, hop, self.n // hop) for _, path, start in drawn])
+        return self._audio(drawn), torch.from_numpy(notes)
+
+    def _draw(self, seed: int, step: int, batch_size: int) -> list[tuple[np.ndarray, Path, int]]:
+        rng = np.random.default_rng([seed, step])
+        return [self.excerpt(rng) for _ in range(batch_size)]
+
+    @staticmethod
+    def _audio(drawn: list[tuple[np.ndarray, Path, int]]) -> Tensor:
+        return torch.from_numpy(np.stack([x for x, _, _ in drawn]))[:, None, :]
 
 
 class MidiRolls:
@@ -498,7 +505,7 @@ def train_codec(
             t0 = time.perf_counter()
             notes = None
             if midi_notes:
-                x, notes = sampler.batch(cfg.seed, step, cfg.batch_size, hop=codec_cfg.hop)
+                x, notes = sampler.batch_with_notes(cfg.seed, step, cfg.batch_size, codec_cfg.hop)
                 x, notes = x.to(dev), notes.to(dev)
             else:
                 x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
