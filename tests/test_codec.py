@@ -291,15 +291,15 @@ def _tiny_dataset(root, seconds: float = 2.0, tracks: int = 2, sr: int = 16_000)
         sf.write(str(d / "mix.flac"), np.sum(stems, axis=0) / 2, sr, subtype="PCM_16")
 
 
-def _straight_and_resumed(codec_cfg, cfg, tmp_path, **kwargs):
-    """A run of ``cfg.steps`` straight through, and one stopped at step 2 and resumed; asserts their weights
-    are equal bit for bit and returns the straight run."""
+def _straight_and_resumed(codec_cfg, cfg, tmp_path, prefix: str = "", **kwargs):
+    """A run of ``cfg.steps`` straight through, and one stopped at step 2 and resumed (in ``tmp_path``'s
+    ``{prefix}a`` and ``{prefix}b``); asserts their weights are equal bit for bit and returns the straight run."""
     from streamlib.codec.train import train_codec
 
     data = tmp_path / "data"
-    straight = train_codec(codec_cfg, cfg, data, tmp_path / "a", progress=False, **kwargs)
-    train_codec(codec_cfg, dataclasses.replace(cfg, steps=2), data, tmp_path / "b", progress=False, **kwargs)
-    resumed = train_codec(codec_cfg, cfg, data, tmp_path / "b", progress=False, **kwargs)
+    straight = train_codec(codec_cfg, cfg, data, tmp_path / f"{prefix}a", progress=False, **kwargs)
+    train_codec(codec_cfg, dataclasses.replace(cfg, steps=2), data, tmp_path / f"{prefix}b", progress=False, **kwargs)
+    resumed = train_codec(codec_cfg, cfg, data, tmp_path / f"{prefix}b", progress=False, **kwargs)
     assert resumed.step == straight.step == cfg.steps
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
@@ -414,6 +414,11 @@ def test_midi_note_targets_align_with_the_codec_frames(tmp_path):
     mix = rolls.frames(track / "mix.flac", start=0, hop=320, n_frames=100)
     assert np.flatnonzero(mix.any(axis=1)).tolist() == [45 - 24, 57 - 24]  # no drum note (MIDI 60) among them
     assert mix[:, :25].sum() == 0 and mix[45 - 24, 25:50].all() and mix[:, 50:].sum() == 0
+    # onsets: the frame whose samples hold a note's first one; the mix's drum hit at 0 s counts, the stem's note
+    # at 0.5 s lands in frame 0 of an excerpt from 0.5 s and in frame 24 of one from 0.02 s + 1 sample
+    assert np.flatnonzero(rolls.onsets(track / "mix.flac", start=0, hop=320, n_frames=100)).tolist() == [0, 25]
+    assert np.flatnonzero(rolls.onsets(track / "stems" / "S00.flac", start=8_000, hop=320, n_frames=50)).tolist() == [0]
+    assert np.flatnonzero(rolls.onsets(track / "stems" / "S00.flac", start=321, hop=320, n_frames=50)).tolist() == [23]
 
 
 def test_training_with_midi_note_targets_runs_and_resumes(tmp_path):
@@ -432,6 +437,14 @@ def test_training_with_midi_note_targets_runs_and_resumes(tmp_path):
     with pytest.raises(ConfigError, match="pitch_target"):
         train_codec(SPECTRAL, dataclasses.replace(cfg, pitch_target="chords"), tmp_path / "data", tmp_path / "c",
                     progress=False)
+    onsets = dataclasses.replace(cfg, onset_head_weight=2.0)  # the training-only onset head: resumes exactly too
+    straight = _straight_and_resumed(SPECTRAL, onsets, tmp_path, prefix="onsets_")
+    assert 0 < straight.last["onset_head"] < 5 and "onset_head" not in straight.model.state_dict()
+    with pytest.raises(ConfigError, match="onset_head_weight"):  # a state trained without the head
+        train_codec(SPECTRAL, dataclasses.replace(onsets, steps=6), tmp_path / "data", tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="pitch head"):
+        train_codec(dataclasses.replace(SPECTRAL, pitch_bins=0), dataclasses.replace(onsets, pitch_head_weight=0),
+                    tmp_path / "data", tmp_path / "d", progress=False)
 
 
 def test_the_phase_term_trains_and_an_older_log_keeps_its_columns(tmp_path):
@@ -564,3 +577,39 @@ def test_code_restarts_revive_the_codes_used_below_their_fraction_of_a_uniform_s
     assert restarter.update(quantizer, codes, latents, 100) == len(dead)
     revived = [i for i in range(4) if not torch.equal(codebook.weight[i], before[i])]
     assert revived == dead and bool((codebook.weight[dead] == 7.0).all())
+
+
+def test_a_run_starts_from_another_runs_training_state(tmp_path):
+    """``--init-from runs/X/train_state.pt``: the new run starts from that run's weights (and records its step);
+    a decoder-only run refuses it (its codes must be a shipped codec's)."""
+    from streamlib.codec.model import build_codec_model
+    from streamlib.codec.train import CodecTrainConfig, init_weights, train_codec
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=2, batch_size=2, excerpt_seconds=0.2, warmup_steps=1, bf16=False,
+                           save_every_seconds=1e9)
+    first = train_codec(SPECTRAL, cfg, tmp_path / "data", tmp_path / "a", progress=False)
+    fresh = build_codec_model(SPECTRAL)
+    done = init_weights(fresh, tmp_path / "a" / "train_state.pt")
+    assert done["state_step"] == 2 and done["fresh_tensors"] == []
+    for (k, a), b in zip(first.model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(ConfigError, match="decoder_only"):
+        train_codec(SPECTRAL, dataclasses.replace(cfg, decoder_only=True), tmp_path / "data", tmp_path / "b",
+                    init_from=tmp_path / "a" / "train_state.pt", progress=False)
+
+
+def test_a_warm_start_does_not_purge_codes_in_steady_use():
+    """A code used at 15 % of a uniform share every step is alive (threshold 10 %) from the first check on:
+    usage starts at a uniform share. Counted from zero it read 6 % at step 10 and was restarted."""
+    from types import SimpleNamespace
+
+    from streamlib.codec.train import CodeRestarter
+
+    codebook = torch.nn.Embedding(4, 2)
+    quantizer = SimpleNamespace(quantizers=[SimpleNamespace(codebook=codebook)])
+    codes = torch.tensor([0] * 71 + [1] * 3 + [2] * 3 + [3] * 3)[None, None]  # uniform share 20 a step; 3 = 15 %
+    latents = torch.zeros(1, 2, 80)
+    restarter = CodeRestarter(1, 4, fraction=0.1, every=10)
+    assert [restarter.update(quantizer, codes, latents, step) for step in range(1, 201)] == [0] * 200
+    assert float(restarter.usage[0, 3]) == pytest.approx(3.0, rel=1e-3)  # the steady state: its own rate

@@ -194,6 +194,7 @@ def export_codec(state_path: str | Path, out: str | Path, data_root: str | Path,
         "data": {"root": str(data_root), **meta["extra"].get("data", {})},
         "preset": meta["extra"].get("preset"),
         "train_command": meta["extra"].get("command"),
+        "init_from": meta["extra"].get("init_from"),  # the weights it started from (None: from scratch)
         "export_command": " ".join(shlex.quote(a) for a in ["python", "-m", "streamlib"] + sys.argv[1:]),
         "parameters": sum(p.numel() for p in model.parameters()),
         "eval": {"split": "test", "what": "mixes", "start_seconds": EVAL_START, "seconds": EVAL_SECONDS,

@@ -321,5 +321,6 @@ class SpectralCodec(RVQCodec):
         if self.pitch_head is not None:  # level 0 alone (straight-through to the encoder) predicts the notes
             with torch.autocast(device_type=audio.device.type, enabled=False):
                 z_q0 = self.quantizer.quantizers[0](out["latents"].float())[0]
+            out["level0"] = z_q0
             out["pitch_logits"] = self.pitch_head(z_q0)
         return out

@@ -362,18 +362,32 @@ class TokenWindows(Dataset):
         return item
 
 
-def book_tokens(quick: bool | None = None, progress: bool = True) -> Path:
+def book_tokens(quick: bool | None = None, progress: bool = True, codec_path: str | Path | None = None) -> Path:
     """The book's token cache: ``data/tokens/book`` (quick mode: ``data/tokens/quick``), made first if
-    missing from ``book_dataset(quick)`` with the shipped codec. Concurrent callers wait on a lock."""
+    missing from ``book_dataset(quick)`` with the shipped codec. Concurrent callers wait on a lock.
+
+    ``codec_path``: the tokens of another codec, e.g. the one a shipped model was trained with
+    (``find_codec(model.card["codec_sha256"])``, chapter 12), in ``data/tokens/book-HASH`` (``quick-HASH``)."""
+    from streamlib.checkpoint import load_card
+    from streamlib.codec import codes_id, default_checkpoint
     from streamlib.config import quick_mode
     from streamlib.data.synth import book_dataset, file_lock
     from streamlib.paths import data_dir
 
     quick = quick_mode() if quick is None else quick
-    out = data_dir() / "tokens" / ("quick" if quick else "book")
+    name = "quick" if quick else "book"
+    if codec_path is not None and Path(codec_path).resolve() != default_checkpoint().resolve():
+        name += "-" + codes_id(load_card(codec_path))[:8]
+    out = data_dir() / "tokens" / name
     meta = out / "meta.json"
     if meta.exists() and json.loads(meta.read_text()).get("complete"):
         return out
+    dataset = book_dataset(quick=quick)
+    out.mkdir(parents=True, exist_ok=True)
+    with file_lock(out / ".lock"):
+        if not (meta.exists() and json.loads(meta.read_text()).get("complete")):
+            tokenize_dataset(dataset, out, progress=progress, codec_path=codec_path)
+    return out
     dataset = book_dataset(quick=quick)
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock"):

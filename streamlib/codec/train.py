@@ -17,7 +17,9 @@ per note) and ``pitch_head_weight`` (the codec's head on the *first RVQ level al
 frame's semitone spectrum, so the first level carries the notes, as Mimi distils semantics into
 its first codebook). With ``pitch_target="midi"`` the head predicts the notes of the set's MIDI
 instead (``MidiRolls``: which semitones sound at each frame's end), which a spectrum smears over
-partials and, for the bass, over neighbouring semitones.
+partials and, for the bass, over neighbouring semitones. ``onset_head_weight`` adds a second head on the
+first level, used in training only, that predicts whether a note (drums included) starts in the frame, so
+that the notes do not push the rhythm out of the first codebook.
 
 Every excerpt has the same length (each new input shape costs seconds of re-setup on a CPU).
 The excerpt of step ``s`` is drawn from ``numpy.random.default_rng([seed, s])``, so a resumed run
@@ -82,6 +84,8 @@ class CodecTrainConfig:
     # what the pitch head predicts: "audio", the excerpt's normalised semitone spectrum (cross entropy), or
     # "midi", the notes sounding in the set's MIDI at each frame's end (C1-B7, binary cross entropy per semitone)
     pitch_target: str = "audio"
+    # a training-only head on the first level predicts whether a MIDI note (drums too) starts in each frame
+    onset_head_weight: float = 0.0
     phase_weight: float = 0.0  # PhaseAdvanceLoss: the low partials' frequencies within their bins (the bass)
     mix_fraction: float = 0.5  # share of excerpts taken from mixes (the rest from stems)
     # train the decoder alone: encoder, quantiser and pitch head frozen, so the codes stay those of the
@@ -147,14 +151,16 @@ class ExcerptSampler:
         """The batch of ``step`` ``[B, 1, N]``: a pure function of (seed, step)."""
         return self._audio(self._draw(seed, step, batch_size))
 
-    def batch_with_notes(self, seed: int, step: int, batch_size: int, hop: int) -> tuple[Tensor, Tensor]:
-        """``batch`` and the notes of each excerpt's MIDI at the end of each ``hop``-sample frame,
-        ``[B, 84, N / hop]`` (``MidiRolls``)."""
+    def batch_with_midi(self, seed: int, step: int, batch_size: int, hop: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``batch``, the notes sounding at the end of each ``hop``-sample frame ``[B, 84, N / hop]`` and
+        whether a note starts in each frame ``[B, N / hop]``, from each excerpt's MIDI (``MidiRolls``)."""
         drawn = self._draw(seed, step, batch_size)
         if self.rolls is None:
             self.rolls = MidiRolls(self.sample_rate)
-        notes = np.stack([self.rolls.frames(path, start, hop, self.n // hop) for _, path, start in drawn])
-        return self._audio(drawn), torch.from_numpy(notes)
+        n_frames = self.n // hop
+        notes = np.stack([self.rolls.frames(path, start, hop, n_frames) for _, path, start in drawn])
+        onsets = np.stack([self.rolls.onsets(path, start, hop, n_frames) for _, path, start in drawn])
+        return self._audio(drawn), torch.from_numpy(notes), torch.from_numpy(onsets)
 
     def _draw(self, seed: int, step: int, batch_size: int) -> list[tuple[np.ndarray, Path, int]]:
         rng = np.random.default_rng([seed, step])
@@ -167,12 +173,14 @@ class ExcerptSampler:
 
 class MidiRolls:
     """The notes of a Slakh-layout track's MIDI, per audio file: ``mix.flac`` reads ``all_src.mid``,
-    ``stems/SNN.flac`` reads ``MIDI/SNN.mid``; drum instruments have no pitch and are left out. Each file's
-    notes (semitone row, start and end in seconds) are read once (pretty_midi) and kept: a few kB a file."""
+    ``stems/SNN.flac`` reads ``MIDI/SNN.mid``. Drum instruments have no pitch: they are left out of the
+    notes and kept among the onsets. Each file's notes (semitone row, start and end in seconds) and onsets
+    are read once (pretty_midi) and kept: a few kB a file."""
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate
         self._notes: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._onsets: dict[Path, np.ndarray] = {}
 
     @staticmethod
     def midi_of(audio: Path) -> Path:
@@ -180,19 +188,23 @@ class MidiRolls:
             return audio.parent / "all_src.mid"
         return audio.parent.parent / "MIDI" / f"{audio.stem}.mid"
 
+    def _read(self, audio: Path) -> None:
+        import pretty_midi
+
+        midi = self.midi_of(audio)
+        if not midi.exists():
+            raise FileNotFoundError(f"{midi}: MIDI targets need the MIDI of {audio}")
+        instruments = pretty_midi.PrettyMIDI(str(midi)).instruments
+        notes = [(n.pitch - SEMITONE_LOWEST, n.start, n.end) for inst in instruments if not inst.is_drum
+                 for n in inst.notes if 0 <= n.pitch - SEMITONE_LOWEST < SEMITONE_BINS]
+        rows, starts, ends = zip(*notes) if notes else ((), (), ())
+        self._notes[audio] = (np.array(rows, dtype=np.int64), np.array(starts), np.array(ends))
+        self._onsets[audio] = np.sort(np.array([n.start for inst in instruments for n in inst.notes]))
+
     def notes(self, audio: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows (semitone ``SEMITONE_LOWEST + row``, C1-B7 only), starts and ends (s) of ``audio``'s notes."""
         if audio not in self._notes:
-            import pretty_midi
-
-            midi = self.midi_of(audio)
-            if not midi.exists():
-                raise FileNotFoundError(f"{midi}: pitch_target='midi' needs the MIDI of {audio}")
-            pitched = [inst for inst in pretty_midi.PrettyMIDI(str(midi)).instruments if not inst.is_drum]
-            notes = [(n.pitch - SEMITONE_LOWEST, n.start, n.end) for inst in pitched for n in inst.notes
-                     if 0 <= n.pitch - SEMITONE_LOWEST < SEMITONE_BINS]
-            rows, starts, ends = zip(*notes) if notes else ((), (), ())
-            self._notes[audio] = (np.array(rows, dtype=np.int64), np.array(starts), np.array(ends))
+            self._read(audio)
         return self._notes[audio]
 
     def frames(self, audio: Path, start: int, hop: int, n_frames: int) -> np.ndarray:
@@ -204,6 +216,16 @@ class MidiRolls:
         out = np.zeros((SEMITONE_BINS, n_frames), dtype=np.float32)
         note, frame = np.nonzero(sounding)
         out[rows[note], frame] = 1.0
+        return out
+
+    def onsets(self, audio: Path, start: int, hop: int, n_frames: int) -> np.ndarray:
+        """``[n_frames]`` float: 1 where a note of any instrument, drums included, starts within a frame's
+        samples (the excerpt of ``audio`` from sample ``start``)."""
+        if audio not in self._onsets:
+            self._read(audio)
+        frame = (np.rint(self._onsets[audio] * self.sample_rate).astype(np.int64) - start) // hop
+        out = np.zeros(n_frames, dtype=np.float32)
+        out[frame[(frame >= 0) & (frame < n_frames)]] = 1.0
         return out
 
 
@@ -311,24 +333,29 @@ class CodeRestarter:
     current frame of its level, checked every ``every`` steps (the practice of Jukebox and EnCodec).
     The frame-rate codec used ~10-13 of 1,024 first-level codes after 300 steps without it, and with
     a slow version (memory ~100 steps, 3 %) alike (docs/codec_experiments.md).
-    Deterministic under torch's seeded RNG; ``usage`` is part of the training state.
+    Deterministic under torch's seeded RNG; ``usage`` is part of the training state. A new restarter's
+    usage starts at a uniform share (at its first update), not at zero: counted from zero, a warm start's
+    codes in steady use at 10-25 % of a uniform share read as dead at step 10, and ~900 were restarted.
     """
 
     def __init__(self, n_levels: int, size: int, decay: float = 0.95, fraction: float = 0.1, every: int = 10):
-        self.usage = torch.zeros(n_levels, size, dtype=torch.float64)
+        self.usage: Tensor | None = None  # [n_levels, size], set at the first update or from a training state
+        self.shape = (n_levels, size)
         self.decay, self.fraction, self.every = decay, fraction, every
 
     @torch.no_grad()
     def update(self, quantizer, codes: Tensor, level_latents: Tensor, step: int) -> int:
         """Count the codes of training step ``step`` (1-based, as logged); at every ``every``-th step
         restart the dead ones. Returns how many were restarted."""
-        n_levels, size = self.usage.shape
+        n_levels, size = self.shape
+        uniform = codes[:, 0].numel() / size
+        if self.usage is None:
+            self.usage = torch.full(self.shape, uniform, dtype=torch.float64)
         counts = torch.stack([torch.bincount(codes[:, i].reshape(-1).cpu(), minlength=size)
                               for i in range(n_levels)]).double()
         self.usage.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         if step % self.every:
             return 0
-        uniform = codes[:, 0].numel() / size
         restarted = 0
         dim = level_latents.shape[1] // n_levels
         for i, q in enumerate(quantizer.quantizers):
@@ -371,10 +398,10 @@ class TrainResult:
     state_path: Path | None
 
 
-def _optimizer(model: RVQCodec, cfg: CodecTrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: RVQCodec, cfg: CodecTrainConfig, head: torch.nn.Module | None = None) -> torch.optim.Optimizer:
     quant = list(model.quantizer.parameters())
     ids = {id(p) for p in quant}
-    rest = [p for p in model.parameters() if id(p) not in ids]
+    rest = [p for p in model.parameters() if id(p) not in ids] + (list(head.parameters()) if head is not None else [])
     return torch.optim.AdamW(
         [{"params": rest, "lr": cfg.lr}, {"params": quant, "lr": cfg.lr * cfg.quantizer_lr_scale}],
         lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
@@ -411,15 +438,23 @@ def train_codec(
     if cfg.pitch_target not in ("audio", "midi"):
         raise ConfigError(f"pitch_target={cfg.pitch_target!r}: choose 'audio' or 'midi'")
     midi_notes = cfg.pitch_target == "midi" and cfg.pitch_head_weight > 0 and not cfg.decoder_only
+    if cfg.onset_head_weight > 0 and (not codec_cfg.pitch_bins or cfg.decoder_only):
+        raise ConfigError("onset_head_weight > 0 trains a head on the first level beside the pitch head: it needs a "
+                          "codec with a pitch head (pitch_bins) and the tokenizer trained (not decoder_only)")
+    onset_head = torch.nn.Conv1d(codec_cfg.latent_dim, 1, 1).to(dev) if cfg.onset_head_weight > 0 else None
+    needs_midi = midi_notes or onset_head is not None
     if cfg.decoder_only and init_from is None and not (out_dir and (Path(out_dir) / "train_state.pt").exists()):
         raise ConfigError("decoder_only trains the decoder of an existing codec: give init_from (codec train --init-from)")
+    if cfg.decoder_only and init_from is not None and Path(init_from).suffix != ".safetensors":
+        raise ConfigError("decoder_only keeps the codes of a shipped codec: --init-from must be its .safetensors "
+                          "(export the run first: codec export)")
     model = build_codec_model(codec_cfg).to(dev)
     extra = dict(extra or {})
     if init_from is not None:
         extra["init_from"] = init_weights(model, init_from)
     if cfg.decoder_only:
         freeze_tokenizer(model)
-    opt = _optimizer(model, cfg)
+    opt = _optimizer(model, cfg, onset_head)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     disc = disc_opt = disc_sched = gan_loss = None
     if cfg.gan:
@@ -450,6 +485,11 @@ def train_codec(
         if config_from_dict(CodecConfig, st["codec_config"]) != codec_cfg:  # fields added since: their defaults
             raise ConfigError(f"{state_path} was trained with another codec config: {st['codec_config']}")
         model.load_state_dict(st["model"])
+        if onset_head is not None and "onset_head" not in st:
+            raise ConfigError(f"{state_path} was trained without onset_head_weight; continue it with the same "
+                              "setting, or start a new run (--out) from its weights")
+        if onset_head is not None:
+            onset_head.load_state_dict(st["onset_head"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         if disc is not None:
@@ -475,12 +515,14 @@ def train_codec(
         }
         if disc is not None:
             st.update(disc=disc.state_dict(), disc_optimizer=disc_opt.state_dict(), disc_scheduler=disc_sched.state_dict())
-        if restarter is not None:
+        if restarter is not None and restarter.usage is not None:
             st["code_usage"] = restarter.usage
+        if onset_head is not None:
+            st["onset_head"] = onset_head.state_dict()
         save_training_state(state_path, st)
 
     fields = ["step", "wall_seconds", "lr", "total", "mel", "stft", "waveform", "commitment", "codebook",
-              "semitone", "pitch_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm", "phase"]
+              "semitone", "pitch_head", "onset_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm", "phase"]
     if log_path is not None and not log_path.exists():
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w", newline="") as f:
@@ -503,10 +545,10 @@ def train_codec(
                 bar.write(f"stopped by signal {stopper.signal} after step {step}; run again to resume")
                 break
             t0 = time.perf_counter()
-            notes = None
-            if midi_notes:
-                x, notes = sampler.batch_with_notes(cfg.seed, step, cfg.batch_size, codec_cfg.hop)
-                x, notes = x.to(dev), notes.to(dev)
+            notes = onsets = None
+            if needs_midi:
+                x, notes, onsets = (t.to(dev) for t in sampler.batch_with_midi(cfg.seed, step, cfg.batch_size,
+                                                                               codec_cfg.hop))
             else:
                 x = sampler.batch(cfg.seed, step, cfg.batch_size).to(dev)
             with torch.autocast(**autocast):
@@ -520,10 +562,14 @@ def train_codec(
                 total = total + cfg.commitment_weight * commitment + cfg.codebook_weight * codebook
             if cfg.semitone_weight > 0 or cfg.pitch_head_weight > 0:
                 terms.update(pitch_losses(spectrum, y, x, None if cfg.decoder_only else out.get("pitch_logits"),
-                                          notes))
+                                          notes if midi_notes else None))
                 total = total + cfg.semitone_weight * terms["semitone"]
                 if "pitch_head" in terms:
                     total = total + cfg.pitch_head_weight * terms["pitch_head"]
+            if onset_head is not None:
+                logits = onset_head(out["level0"].float())[:, 0]
+                terms["onset_head"] = F.binary_cross_entropy_with_logits(logits, onsets)
+                total = total + cfg.onset_head_weight * terms["onset_head"]
             if phase_loss is not None:
                 terms["phase"] = phase_loss(y, x)
                 total = total + cfg.phase_weight * terms["phase"]
@@ -567,21 +613,30 @@ def train_codec(
 
 
 def init_weights(model: RVQCodec, path: str | Path) -> dict:
-    """Load a codec checkpoint's weights into ``model`` where names and shapes match; returns what was
-    done (the checkpoint, its weights hash, the tensors left at their fresh initialisation)."""
-    from streamlib.checkpoint import CheckpointError, file_sha256, load_weights
+    """Load a codec checkpoint's weights (``.safetensors``) or a codec run's (its ``train_state.pt``) into
+    ``model`` where names and shapes match; returns what was done (the file, its hash, the step of a run's
+    state, the tensors left at their fresh initialisation)."""
+    from streamlib.checkpoint import CheckpointError, file_sha256, load_training_state, load_weights
 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"--init-from: {path} does not exist")
-    weights = load_weights(path)
+    step = None
+    if path.suffix == ".pt":
+        state = load_training_state(path)
+        if "model" not in state or "codec_config" not in state:
+            raise CheckpointError(f"--init-from: {path} is not a codec training state")
+        weights, step = {k: v.float() for k, v in state["model"].items()}, int(state["step"])
+    else:
+        weights = load_weights(path)
     own = model.state_dict()
     unknown = sorted(set(weights) - set(own))
     if unknown:
         raise CheckpointError(f"{path} is not a checkpoint of this codec design: unknown tensors {unknown[:5]}")
     fresh = sorted(k for k in own if k not in weights or weights[k].shape != own[k].shape)
     model.load_state_dict({**own, **{k: v for k, v in weights.items() if k not in fresh}})
-    return {"path": str(path), "weights_sha256": file_sha256(path), "fresh_tensors": fresh}
+    done = {"path": str(path), "weights_sha256": file_sha256(path), "fresh_tensors": fresh}
+    return done if step is None else {**done, "state_step": step}
 
 
 TOKENIZER_PARTS = ("encoder", "quantizer", "pitch_head")  # what makes the codes (the pitch head trains with them)

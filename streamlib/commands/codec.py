@@ -171,8 +171,9 @@ def register(sub) -> None:
     t.add_argument("--resume-from", help="a saved training state to continue (copied into --out if it has none), "
                                          "e.g. checkpoints/codec/book.train_state.pt")
     t.add_argument("--init-from", help="start a new run from a codec checkpoint's weights (fresh optimiser), e.g. "
-                                       "checkpoints/codec/book.safetensors; with --train-option decoder_only=true only "
-                                       "its decoder trains and the codes stay the same")
+                                       "checkpoints/codec/book.safetensors, or from another run's train_state.pt; with "
+                                       "--train-option decoder_only=true (a checkpoint only) its decoder alone trains "
+                                       "and the codes stay the same")
     t.set_defaults(func=_train)
 
     e = what.add_parser("export", help="write checkpoints/codec/NAME.safetensors + card with held-out quality")
