@@ -121,3 +121,29 @@ def test_meta_json(setup):
     on_disk = json.loads((root / "tokens" / "meta.json").read_text())
     assert on_disk["sample_rate"] == meta["sample_rate"] and on_disk["seed"] == 0
     assert on_disk["mixes_policy"]["paper_mixes_per_target"] == 2
+
+
+def test_book_tokens_keeps_a_cache_of_the_previous_codec_beside(tmp_path, monkeypatch):
+    """When the shipped codec changes, the book's cache made by the previous one is moved to
+    ``quick-HASH`` (where ``book_tokens(codec_path=...)`` of that codec finds it), and a new one is made."""
+    import streamlib.codec.tokenize as tokenize
+    import streamlib.data.synth as synth
+    from streamlib.checkpoint import load_card
+    from streamlib.codec import codes_id, default_checkpoint
+
+    made = []
+    monkeypatch.setenv("STREAMLIB_DATA", str(tmp_path))
+    monkeypatch.setattr(synth, "book_dataset", lambda quick: tmp_path / "set")
+    monkeypatch.setattr(tokenize, "tokenize_dataset", lambda dataset, out, **kw: made.append((out, kw)) or
+                        (out / "meta.json").write_text(json.dumps({"complete": True, "codec_sha256": "new"})))
+    old = tmp_path / "tokens" / "quick"
+    old.mkdir(parents=True)
+    (old / "meta.json").write_text(json.dumps({"complete": True, "codec_sha256": "0123456789abcdef"}))
+    out = tokenize.book_tokens(quick=True, progress=False)
+    assert out == old and len(made) == 1 and made[0][1]["codec_path"] == default_checkpoint()
+    aside = tmp_path / "tokens" / "quick-01234567"
+    assert json.loads((aside / "meta.json").read_text())["codec_sha256"] == "0123456789abcdef"
+    kept = default_checkpoint().with_name("book_v3.safetensors")
+    (tmp_path / "tokens" / f"quick-{codes_id(load_card(kept))[:8]}").mkdir()
+    tokenize.book_tokens(quick=True, progress=False, codec_path=kept)  # another codec's cache: its own folder
+    assert made[-1][0].name == f"quick-{codes_id(load_card(kept))[:8]}" and made[-1][1]["codec_path"] == kept

@@ -176,14 +176,14 @@ def test_a_prompt_as_long_as_the_clip_is_a_one_line_error():
 
 def test_a_play_along_codec_must_make_the_models_codes():
     """``--codec`` decodes play-along stems with another decoder of the same codes; a codec of other codes
-    (the second book codec for a model of the current one) is a one-line error before any work, and so is
+    (the shipped codec for a model of the previous one, ``book_v3``) is a one-line error before any work, and so is
     ``--codec`` without ``--play-along``."""
     import subprocess
     import sys
 
-    model = "checkpoints/models/book_tf+50_k1.safetensors"  # trained on the current codec's codes
+    model = "checkpoints/models/book_tf+50_k1.safetensors"  # trained on book_v3's codes
     other = subprocess.run([sys.executable, "-m", "streamlib", "compare", model, "--play-along", "2", "--codec",
-                            "checkpoints/codec/book_v2.safetensors"], capture_output=True, text=True)
+                            "checkpoints/codec/book.safetensors"], capture_output=True, text=True)
     alone = subprocess.run([sys.executable, "-m", "streamlib", "compare", model, "--codec",
                             "checkpoints/codec/book.safetensors"], capture_output=True, text=True)
     for result in (other, alone):

@@ -101,6 +101,21 @@ def test_stream_errors_are_clear(setup, capsys):
     assert "unknown category" in capsys.readouterr().err
 
 
+def test_a_codec_the_model_was_not_trained_on_is_a_clear_error(tmp_path, capsys):
+    """``--codec`` of other codebooks than the model's (here a debug codec for a shipped accompanist) is refused
+    before any work, in one line."""
+    from streamlib.stream import shipped_models
+
+    cfg = get_preset("debug").codec
+    codec_path = tmp_path / "codec.safetensors"
+    save_weights(codec_path, CausalCodec(cfg).model.state_dict(), {"config": dataclasses.asdict(cfg)})
+    model = next(e.path for e in shipped_models() if e.kind == "streaming")
+    assert run(["--input", "data/examples/test_clip/mix.flac", "--checkpoint", model, "--codec", codec_path,
+                "--out", tmp_path / "o", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "another codec's tokens" in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
 def test_input_notes_say_what_was_done_to_the_file(tmp_path):
     t = np.arange(16_000) / 16_000
     plain, quiet = tmp_path / "plain.wav", tmp_path / "quiet.wav"

@@ -229,11 +229,14 @@ def codec_for(model, path: str | Path | None = None, device: str | torch.device 
     weights hash the model's card records (``codec_sha256``), else the default codec.
 
     When the book's codec is retrained, models trained on the previous one keep working with the
-    codec they learnt (kept beside it), until they are retrained too. A model paired with the wrong
-    codec is refused by ``Accompanist.check_codec``.
+    codec they learnt (kept beside it), until they are retrained too. A codec whose codebooks are not
+    the model's (``path`` of another codec) is refused here (``check_codec``: ``CheckpointError``).
     """
     if path is not None:
-        return load_codec(path, device)
-    sha = (getattr(model, "card", None) or {}).get("codec_sha256")
-    found = find_codec(sha) if sha else None
-    return load_codec(found, device)
+        codec = load_codec(path, device)
+    else:
+        sha = (getattr(model, "card", None) or {}).get("codec_sha256")
+        codec = load_codec(find_codec(sha) if sha else None, device)
+    if hasattr(model, "check_codec"):
+        model.check_codec(codec)
+    return codec

@@ -367,7 +367,8 @@ def book_tokens(quick: bool | None = None, progress: bool = True, codec_path: st
     missing from ``book_dataset(quick)`` with the shipped codec. Concurrent callers wait on a lock.
 
     ``codec_path``: the tokens of another codec, e.g. the one a shipped model was trained with
-    (``find_codec(model.card["codec_sha256"])``, chapter 12), in ``data/tokens/book-HASH`` (``quick-HASH``)."""
+    (``find_codec(model.card["codec_sha256"])``, chapter 12), in ``data/tokens/book-HASH`` (``quick-HASH``).
+    A cache made by a codec that is no longer the shipped one is moved there, not deleted."""
     from streamlib.checkpoint import load_card
     from streamlib.codec import codes_id, default_checkpoint
     from streamlib.config import quick_mode
@@ -375,11 +376,19 @@ def book_tokens(quick: bool | None = None, progress: bool = True, codec_path: st
     from streamlib.paths import data_dir
 
     quick = quick_mode() if quick is None else quick
-    name = "quick" if quick else "book"
-    if codec_path is not None and Path(codec_path).resolve() != default_checkpoint().resolve():
-        name += "-" + codes_id(load_card(codec_path))[:8]
-    out = data_dir() / "tokens" / name
+    base = "quick" if quick else "book"
+    codec_path = Path(codec_path) if codec_path is not None else default_checkpoint()
+    sha = codes_id(load_card(codec_path))
+    default = codec_path.resolve() == default_checkpoint().resolve()
+    out = data_dir() / "tokens" / (base if default else f"{base}-{sha[:8]}")
     meta = out / "meta.json"
+    made_by = json.loads(meta.read_text()).get("codec_sha256") if meta.exists() else None
+    if default and made_by not in (None, sha):  # the shipped codec changed: keep the old tokens beside
+        aside = out.with_name(f"{base}-{made_by[:8]}")
+        if not aside.exists():
+            out.rename(aside)
+        else:
+            raise FileExistsError(f"{out} holds tokens of codec {made_by}, and {aside} exists: remove one of them")
     if meta.exists() and json.loads(meta.read_text()).get("complete"):
         return out
     dataset = book_dataset(quick=quick)
