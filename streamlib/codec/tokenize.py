@@ -382,13 +382,14 @@ def book_tokens(quick: bool | None = None, progress: bool = True, codec_path: st
     default = codec_path.resolve() == default_checkpoint().resolve()
     out = data_dir() / "tokens" / (base if default else f"{base}-{sha[:8]}")
     meta = out / "meta.json"
-    made_by = json.loads(meta.read_text()).get("codec_sha256") if meta.exists() else None
-    if default and made_by not in (None, sha):  # the shipped codec changed: keep the old tokens beside
-        aside = out.with_name(f"{base}-{made_by[:8]}")
-        if not aside.exists():
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(out.parent / f".{base}.lock"):  # one caller at a time looks, and moves a stale cache aside
+        made_by = json.loads(meta.read_text()).get("codec_sha256") if meta.exists() else None
+        if default and made_by not in (None, sha):  # the shipped codec changed: keep the old tokens beside
+            aside = out.with_name(f"{base}-{made_by[:8]}")
+            if aside.exists():
+                raise FileExistsError(f"{out} holds tokens of codec {made_by}, and {aside} exists: remove one of them")
             out.rename(aside)
-        else:
-            raise FileExistsError(f"{out} holds tokens of codec {made_by}, and {aside} exists: remove one of them")
     if meta.exists() and json.loads(meta.read_text()).get("complete"):
         return out
     dataset = book_dataset(quick=quick)
@@ -396,10 +397,4 @@ def book_tokens(quick: bool | None = None, progress: bool = True, codec_path: st
     with file_lock(out / ".lock"):
         if not (meta.exists() and json.loads(meta.read_text()).get("complete")):
             tokenize_dataset(dataset, out, progress=progress, codec_path=codec_path)
-    return out
-    dataset = book_dataset(quick=quick)
-    out.mkdir(parents=True, exist_ok=True)
-    with file_lock(out / ".lock"):
-        if not (meta.exists() and json.loads(meta.read_text()).get("complete")):
-            tokenize_dataset(dataset, out, progress=progress)
     return out

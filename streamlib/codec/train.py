@@ -522,7 +522,8 @@ def train_codec(
         save_training_state(state_path, st)
 
     fields = ["step", "wall_seconds", "lr", "total", "mel", "stft", "waveform", "commitment", "codebook",
-              "semitone", "pitch_head", "onset_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm", "phase"]
+              "semitone", "pitch_head", "onset_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm",
+              "phase"]
     if log_path is not None and not log_path.exists():
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w", newline="") as f:
