@@ -67,8 +67,7 @@ def _jam(args: argparse.Namespace) -> int:
         checkpoint = smallest_lead([e for e in ready if e.tf < 0] or ready).path
     acc = load_accompanist(checkpoint)
     category = default_category(acc) if args.category is None else parse_category(args.category)
-    codec = codec_for(acc, args.codec)  # the codec the model was trained with
-    acc.check_codec(codec)
+    codec = codec_for(acc, args.codec)  # the codec the model was trained with (checked against its codebooks)
     audio = None
     if args.input:
         audio, _ = load_audio(args.input, codec.sample_rate)

@@ -113,8 +113,7 @@ def _generate(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     torch.set_num_threads(args.threads)
     model = load_masked(args.model)
-    codec = codec_for(model, args.codec)
-    model.check_codec(codec)
+    codec = codec_for(model, args.codec)  # checked against the model's codebooks
     category = category_id(args.category)
     audio, sr = load_audio(args.input, codec.sample_rate, duration=args.seconds)
     codes = codec.encode(torch.from_numpy(audio)[None, None], n_q=model.n_q)[0]
