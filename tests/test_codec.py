@@ -613,3 +613,44 @@ def test_a_warm_start_does_not_purge_codes_in_steady_use():
     restarter = CodeRestarter(1, 4, fraction=0.1, every=10)
     assert [restarter.update(quantizer, codes, latents, step) for step in range(1, 201)] == [0] * 200
     assert float(restarter.usage[0, 3]) == pytest.approx(3.0, rel=1e-3)  # the steady state: its own rate
+
+
+def test_the_codebook_entropy_term_knows_a_collapsed_and_a_spread_batch():
+    """``codebook_entropy``: frames that sit on one code give frame and batch entropy 0 and perplexity 1; frames
+    that sit one on each of K codes give batch entropy log K, perplexity K and a loss of -log K. Its gradient
+    pulls a batch crowded on one code apart."""
+    from streamlib.codec.train import codebook_entropy
+
+    codebook = torch.eye(4)  # four orthogonal codes in 4 dimensions: cosines 1 and 0
+    collapsed = codebook[[2] * 6].T[None]  # [B=1, d=4, T=6], every frame on code 2
+    one = codebook_entropy(collapsed, codebook, temperature=0.01)
+    assert float(one["entropy_frame"]) < 1e-6 and float(one["entropy_batch"]) < 1e-6
+    assert float(one["perplexity0"]) == pytest.approx(1.0)
+    spread = codebook_entropy(codebook.T[None], codebook, temperature=0.01)
+    assert float(spread["entropy_batch"]) == pytest.approx(math.log(4), abs=1e-5)
+    assert float(spread["entropy"]) == pytest.approx(-math.log(4), abs=1e-5)
+    assert float(spread["perplexity0"]) == pytest.approx(4.0)
+    torch.manual_seed(0)
+    latents = (codebook[[0] * 16] + 0.3 * torch.randn(16, 4)).T[None].requires_grad_()
+    opt = torch.optim.SGD([latents], lr=0.05)
+    before = float(codebook_entropy(latents, codebook, 0.1)["perplexity0"])
+    for _ in range(200):
+        opt.zero_grad()
+        codebook_entropy(latents, codebook, 0.1)["entropy"].backward()
+        opt.step()
+    assert float(codebook_entropy(latents, codebook, 0.1)["perplexity0"]) > before + 0.3  # 1.59 -> 1.99
+
+
+def test_training_with_the_entropy_term_runs_and_logs_it(tmp_path):
+    """``entropy_weight``: finite, logged with the batch's first-level perplexity, and resumes exactly."""
+    import csv
+
+    from streamlib.codec.train import CodecTrainConfig
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = CodecTrainConfig(steps=4, batch_size=2, excerpt_seconds=0.2, warmup_steps=2, bf16=False, log_every=1,
+                           save_every_seconds=1e9, entropy_weight=0.5)
+    straight = _straight_and_resumed(SPECTRAL, cfg, tmp_path)
+    assert np.isfinite(straight.last["entropy"]) and straight.last["perplexity0"] >= 1
+    rows = list(csv.DictReader((tmp_path / "a" / "log.csv").open()))
+    assert len(rows) == 4 and all(float(r["perplexity0"]) >= 1 for r in rows)

@@ -19,7 +19,8 @@ its first codebook). With ``pitch_target="midi"`` the head predicts the notes of
 instead (``MidiRolls``: which semitones sound at each frame's end), which a spectrum smears over
 partials and, for the bass, over neighbouring semitones. ``onset_head_weight`` adds a second head on the
 first level, used in training only, that predicts whether a note (drums included) starts in the frame, so
-that the notes do not push the rhythm out of the first codebook.
+that the notes do not push the rhythm out of the first codebook. ``entropy_weight`` spreads the first
+level's use over its codebook (``codebook_entropy``).
 
 Every excerpt has the same length (each new input shape costs seconds of re-setup on a CPU).
 The excerpt of step ``s`` is drawn from ``numpy.random.default_rng([seed, s])``, so a resumed run
@@ -86,6 +87,10 @@ class CodecTrainConfig:
     pitch_target: str = "audio"
     # a training-only head on the first level predicts whether a MIDI note (drums too) starts in each frame
     onset_head_weight: float = 0.0
+    # entropy term on the first level's soft code assignments (codebook_entropy): each frame confident,
+    # the batch spread over the codebook
+    entropy_weight: float = 0.0
+    entropy_temperature: float = 0.02  # of the soft assignment: cosine similarity / temperature
     phase_weight: float = 0.0  # PhaseAdvanceLoss: the low partials' frequencies within their bins (the bass)
     mix_fraction: float = 0.5  # share of excerpts taken from mixes (the rest from stems)
     # train the decoder alone: encoder, quantiser and pitch head frozen, so the codes stay those of the
@@ -327,6 +332,28 @@ class PhaseAdvanceLoss(torch.nn.Module):
         return ((unit(d_est) - unit(d_ref)).abs().pow(2) * w).sum(dim=(1, 2)).mean() / 2
 
 
+def codebook_entropy(latents: Tensor, codebook: Tensor, temperature: float) -> dict[str, Tensor]:
+    """The entropy term of MAGVIT-v2's lookup-free quantiser, for one dac codebook level.
+
+    ``latents [B, d, T]`` are the level's projected inputs and ``codebook [K, d]`` its codes; dac picks the
+    code of highest cosine similarity, so the soft assignment is ``softmax(cos / temperature)`` over the
+    ``K`` codes. ``entropy_frame`` is the mean entropy of a frame's assignment (low: each frame sure of its code),
+    ``entropy_batch`` the entropy of the batch's mean assignment (high: the batch spreads over the codebook);
+    the loss ``entropy`` is their difference (nats). ``perplexity0`` is that of the batch's hard codes, for the log.
+    Chapter 3 (3.10, how the codec was trained) says why the first level's use matters.
+    """
+    z = F.normalize(latents.float().transpose(1, 2).reshape(-1, latents.shape[1]), dim=1)
+    logits = z @ F.normalize(codebook.float(), dim=1).T / temperature
+    p = logits.softmax(dim=1)
+    frame = -(p * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    mean = p.mean(dim=0)
+    batch = -(mean * mean.clamp_min(1e-12).log()).sum()
+    hard = torch.bincount(logits.argmax(dim=1), minlength=codebook.shape[0]).double()
+    hard = hard[hard > 0] / hard.sum()
+    return {"entropy": frame - batch, "entropy_frame": frame.detach(), "entropy_batch": batch.detach(),
+            "perplexity0": torch.exp(-(hard * hard.log()).sum())}
+
+
 class CodeRestarter:
     """Revive dead codes: a code whose use (an exponential average of its count per step, memory
     ~20 steps) falls below ``fraction`` of a uniform share gets the projected input of a random
@@ -522,7 +549,7 @@ def train_codec(
         save_training_state(state_path, st)
 
     fields = ["step", "wall_seconds", "lr", "total", "mel", "stft", "waveform", "commitment", "codebook",
-              "semitone", "pitch_head", "onset_head", "restarted", "adversarial", "feature", "discriminator", "grad_norm",
+              "semitone", "pitch_head", "onset_head", "entropy", "perplexity0", "restarted", "adversarial", "feature", "discriminator", "grad_norm",
               "phase"]
     if log_path is not None and not log_path.exists():
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -571,6 +598,11 @@ def train_codec(
                 logits = onset_head(out["level0"].float())[:, 0]
                 terms["onset_head"] = F.binary_cross_entropy_with_logits(logits, onsets)
                 total = total + cfg.onset_head_weight * terms["onset_head"]
+            if cfg.entropy_weight > 0:
+                q0 = model.quantizer.quantizers[0]
+                terms.update(codebook_entropy(out["level_latents"][:, :q0.codebook_dim], q0.codebook.weight,
+                                              cfg.entropy_temperature))
+                total = total + cfg.entropy_weight * terms["entropy"]
             if phase_loss is not None:
                 terms["phase"] = phase_loss(y, x)
                 total = total + cfg.phase_weight * terms["phase"]
