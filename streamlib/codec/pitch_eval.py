@@ -221,7 +221,7 @@ def pitch_fidelity(codec, excerpts: list[Excerpt], levels: tuple[int, ...] = (4,
     report["beat_probe_auc"] = {f"e_x_q{q}": _probe_task(mixes, lambda e, q=q: _embed(codec, e.codes, q),
                                                          lambda e: _beat_labels(e, n), auc=True) for q in levels}
     codes = torch.cat([e.codes for e in excerpts], dim=-1)
-    report["perplexity"] = {f"level{i}": _perplexity(codes[i], codec.codebook_size) for i in range(min(4, codes.shape[0]))}
+    report["perplexity"] = {f"level{i}": code_perplexity(codes[i], codec.codebook_size) for i in range(min(4, codes.shape[0]))}
     clips = torch.from_numpy(np.stack([e.audio for e in mixes]))[:, None]
     report["mel"] = {f"mix_q{q}": distances(codec.decode(torch.stack([e.codes[:q] for e in mixes])), clips, sr)["mel"]
                      for q in levels}
@@ -254,10 +254,11 @@ def harmony_ceiling(codec, stems: list[Excerpt], levels: tuple[int, ...] = (4,))
     return out
 
 
-def _perplexity(codes: torch.Tensor, size: int) -> float:
+def code_perplexity(codes: torch.Tensor, size: int) -> float:
+    """exp(entropy) of the histogram of ``codes`` over a codebook of ``size`` (``size`` = every code equally used)."""
     p = torch.bincount(codes.reshape(-1).cpu(), minlength=size).double()
     p = p[p > 0] / p.sum()
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-__all__ = ["Excerpt", "harmony_ceiling", "load_excerpts", "pitch_fidelity", "probe"]
+__all__ = ["Excerpt", "code_perplexity", "harmony_ceiling", "load_excerpts", "pitch_fidelity", "probe"]

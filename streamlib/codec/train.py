@@ -348,10 +348,10 @@ def codebook_entropy(latents: Tensor, codebook: Tensor, temperature: float) -> d
     frame = -(p * logits.log_softmax(dim=1)).sum(dim=1).mean()
     mean = p.mean(dim=0)
     batch = -(mean * mean.clamp_min(1e-12).log()).sum()
-    hard = torch.bincount(logits.argmax(dim=1), minlength=codebook.shape[0]).double()
-    hard = hard[hard > 0] / hard.sum()
+    from streamlib.codec.pitch_eval import code_perplexity
+
     return {"entropy": frame - batch, "entropy_frame": frame.detach(), "entropy_batch": batch.detach(),
-            "perplexity0": torch.exp(-(hard * hard.log()).sum())}
+            "perplexity0": torch.tensor(code_perplexity(logits.argmax(dim=1), codebook.shape[0]))}
 
 
 class CodeRestarter:
@@ -549,8 +549,8 @@ def train_codec(
         save_training_state(state_path, st)
 
     fields = ["step", "wall_seconds", "lr", "total", "mel", "stft", "waveform", "commitment", "codebook",
-              "semitone", "pitch_head", "onset_head", "entropy", "perplexity0", "restarted", "adversarial", "feature", "discriminator", "grad_norm",
-              "phase"]
+              "semitone", "pitch_head", "onset_head", "entropy", "perplexity0", "restarted", "adversarial", "feature",
+              "discriminator", "grad_norm", "phase"]
     if log_path is not None and not log_path.exists():
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w", newline="") as f:
